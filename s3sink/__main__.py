@@ -1,0 +1,3 @@
+from s3sink.cli import main
+
+raise SystemExit(main())
