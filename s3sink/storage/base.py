@@ -15,6 +15,7 @@ use ``/``. Every backend gives the same semantics:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -83,7 +84,7 @@ class Storage(Protocol):
 
     def open_upload(self, key: str) -> Upload: ...
 
-    def list_pending_uploads(self, prefix: str) -> list[PendingUpload]: ...
+    def list_pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]: ...
 
     def abort_pending_upload(self, pending: PendingUpload) -> None: ...
 
