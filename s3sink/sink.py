@@ -1,0 +1,581 @@
+"""The consumer loop behind ``s3sink run`` and ``s3sink catchup``.
+
+confluent-kafka batch ``consume`` -> one :class:`~s3sink.writer.PartitionWriter` per assigned
+partition -> background :class:`~s3sink.committer.Committer`. Positions come from the commit log
+in S3, never from Kafka's committed offset: on assignment each partition is taken over (fence,
+roll forward, clean up) concurrently, and only then assigned at the log's end offset. Kafka
+offsets are committed after each commit as a progress hint carrying the marker's seq.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from s3sink.clock import Clock, SystemClock
+from s3sink.commitlog import Marker, PartitionLog
+from s3sink.committer import Committer, OffsetHint
+from s3sink.config import SinkConfig
+from s3sink.context import SinkContext, build_context
+from s3sink.errors import FatalError, S3SinkError
+from s3sink.failpoints import failpoint
+from s3sink.metrics import Metrics
+from s3sink.records import RecordBatch
+from s3sink.rotation import RotationReason
+from s3sink.storage.base import Storage
+from s3sink.writer import PartitionWriter, WriterStatus
+
+log = logging.getLogger("s3sink.sink")
+
+HINT_PREFIX = "s3sink:seq="
+TAKEOVER_WORKERS = 32
+
+
+def storage_from_config(config: SinkConfig, metrics: Metrics | None = None) -> Storage:
+    from s3sink.storage.retry import RetryPolicy
+    from s3sink.storage.url import open_storage
+
+    url = config.storage_url or f"s3://{config.s3_bucket_name}"
+    return open_storage(
+        url,
+        key="storage.url" if config.storage_url else "s3.bucket.name",
+        endpoint_url=config.store_url,
+        region=config.s3_region,
+        path_style=config.s3_path_style_access_enabled,
+        part_size=config.s3_part_size,
+        sse=config.s3_ssea_name,
+        kms_key_id=config.s3_sse_kms_key_id,
+        acl=config.s3_acl_canned,
+        access_key_id=config.aws_access_key_id,
+        secret_access_key=config.aws_secret_access_key,
+        max_concurrency=config.s3_upload_concurrency,
+        retry=RetryPolicy(
+            max_attempts=config.s3_part_retries + 1,
+            base_delay_s=config.s3_retry_backoff_ms / 1000,
+        ),
+    )
+
+
+def consumer_config(config: SinkConfig, *, catchup: bool) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap_servers,
+        "group.id": config.effective_group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "client.id": f"s3sink-{config.name}",
+    }
+    user = dict(config.consumer)
+    if user.get("group.protocol", "classic") != "consumer":
+        conf["partition.assignment.strategy"] = "cooperative-sticky"
+    conf.update(user)
+    return conf
+
+
+def _incremental(conf: dict[str, Any]) -> bool:
+    return conf.get("group.protocol") == "consumer" or "cooperative" in str(
+        conf.get("partition.assignment.strategy", "")
+    )
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    files: int = 0
+    commits: int = 0
+    partitions: int = 0
+    seconds: float = 0.0
+    bad_records: int = 0
+
+    def text(self) -> str:
+        rate = self.records / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"catch-up done: {self.records} records in {self.files} files, {self.commits} "
+            f"commits, {self.partitions} partitions, {self.seconds:.1f} s ({rate:,.0f} "
+            f"records/s), {self.bad_records} bad records"
+        )
+
+
+@dataclass
+class _Recovery:
+    """A failed or fenced partition waiting to be taken over again."""
+
+    writer: PartitionWriter
+    not_before: float
+    failures: int
+
+
+@dataclass
+class _CatchupTarget:
+    end: int
+    done: bool = False
+
+
+@dataclass
+class SinkState:
+    writers: dict[tuple[str, int], PartitionWriter] = field(default_factory=dict)
+    recovering: dict[tuple[str, int], _Recovery] = field(default_factory=dict)
+    failures: dict[tuple[str, int], int] = field(default_factory=dict)
+    paused: set[tuple[str, int]] = field(default_factory=set)
+
+
+class Sink:
+    def __init__(
+        self,
+        config: SinkConfig,
+        *,
+        storage: Storage | None = None,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.storage = storage or storage_from_config(config, self.metrics)
+        self.writer_id = f"{socket.gethostname()}-{os.getpid()}"
+        self._hints: deque[OffsetHint] = deque()
+        self.committer = Committer(
+            workers=max(4, config.s3_upload_concurrency),
+            clock=self.clock,
+            metrics=self.metrics,
+            on_committed=self._on_committed,
+        )
+        self._dlq: Any = None
+        self.ctx: SinkContext = build_context(
+            config,
+            self.storage,
+            self.clock,
+            self.metrics,
+            self.committer,
+            dead_letter=self._dead_letter if config.errors_deadletterqueue_topic_name else None,
+            before_commit=self._flush_dead_letters,
+        )
+        self.state = SinkState()
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+        self._takeover_pool = ThreadPoolExecutor(TAKEOVER_WORKERS, thread_name_prefix="takeover")
+        self._consumer: Any = None
+        self._conf: dict[str, Any] = {}
+        self._catchup: dict[tuple[str, int], _CatchupTarget] | None = None
+        self._rng = random.Random()
+        self.ready = threading.Event()
+        self.last_loop = self.clock.monotonic()
+        self.metrics.set("buffer_memory_budget_bytes", config.buffer_memory_bytes)
+        for note in config.notes:
+            log.info("config: %s", note)
+
+    # -- public ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish gracefully: commit what is buffered, then return."""
+        self._stop.set()
+
+    def abandon(self) -> None:
+        """Stop at once; nothing uncommitted becomes visible."""
+        self._abandon.set()
+        self._stop.set()
+
+    def run(
+        self, *, catchup: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> Summary:
+        started = self.clock.monotonic()
+        self._conf = consumer_config(self.config, catchup=catchup)
+        consumer = Consumer(self._conf, logger=logging.getLogger("s3sink.kafka"))
+        self._consumer = consumer
+        topics = list(self.config.topics) or [f"^{self.config.topics_regex}"]
+        if catchup:
+            self._catchup = {}
+        consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        summary = Summary()
+        try:
+            self._loop(consumer, summary, catchup, progress)
+            if not self._abandon.is_set():
+                self._finish(RotationReason.CATCHUP_END if catchup else RotationReason.SHUTDOWN)
+        finally:
+            if self._abandon.is_set():
+                for w in self.state.writers.values():
+                    w.abandon()
+                self.state.writers.clear()
+            try:
+                consumer.close()
+            except KafkaException as exc:
+                log.warning("closing the consumer: %s", exc)
+            self.committer.shutdown()
+            self._takeover_pool.shutdown(wait=True)
+            if self._dlq is not None:
+                self._dlq.flush(30)
+        summary.seconds = self.clock.monotonic() - started
+        summary.records = int(self.metrics.total("records_committed_total"))
+        summary.files = int(self.metrics.total("files_committed_total"))
+        summary.commits = int(self.metrics.total("commits_total"))
+        summary.bad_records = int(self.metrics.total("bad_records_total"))
+        return summary
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(
+        self,
+        consumer: Any,
+        summary: Summary,
+        catchup: bool,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        cfg = self.config
+        while not self._stop.is_set():
+            self.last_loop = self.clock.monotonic()
+            msgs = consumer.consume(num_messages=cfg.consume_batch_size, timeout=0.2)
+            if msgs:
+                self._dispatch(msgs)
+            now = self.clock.now_ms()
+            for w in list(self.state.writers.values()):
+                w.maybe_rotate(now)
+            self._enforce_memory()
+            self._recover(consumer)
+            self._commit_hints(consumer)
+            if catchup and self._catchup_done():
+                summary.partitions = len(self._catchup or {})
+                return
+            if progress is not None and self._catchup:
+                progress(*self._catchup_progress())
+
+    def _dispatch(self, msgs: Sequence[Any]) -> None:
+        groups: dict[tuple[str, int], list[Any]] = {}
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                self._kafka_error(m, err)
+                continue
+            key = (m.topic(), m.partition())
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [m]
+            else:
+                g.append(m)
+        for (topic, partition), ms in groups.items():
+            w = self.state.writers.get((topic, partition))
+            if w is None or w.status is not WriterStatus.ACTIVE:
+                continue
+            batch = RecordBatch.from_messages(topic, partition, ms)
+            self.metrics.inc("records_consumed_total", len(batch), tp=w.tp)
+            self.metrics.inc("bytes_consumed_total", batch.value_bytes(), tp=w.tp)
+            w.append(batch)
+
+    def _kafka_error(self, m: Any, err: Any) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            key = (m.topic(), m.partition())
+            if self._catchup is not None and key in self._catchup:
+                w = self.state.writers.get(key)
+                if w is not None and w.status is WriterStatus.ACTIVE:
+                    self._catchup[key].done = True
+            return
+        if err.fatal():
+            raise FatalError(f"Kafka: {err.str()}")
+        if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):
+            log.error("Kafka: %s", err.str())
+            return
+        log.warning("Kafka: %s", err.str())
+
+    def _enforce_memory(self) -> None:
+        budget = self.config.buffer_memory_bytes
+        writers = list(self.state.writers.values())
+        open_bytes = sum(w.memory() for w in writers)
+        pending = self.committer.memory()
+        self.metrics.set("buffer_memory_bytes", open_bytes + pending)
+        if open_bytes + pending > budget:
+            for w in sorted(writers, key=lambda w: w.memory(), reverse=True):
+                if open_bytes + pending <= budget * 0.8:
+                    break
+                m = w.memory()
+                if m == 0:
+                    break
+                w.seal(RotationReason.MEMORY)
+                open_bytes -= m
+        # back-pressure: uploads fall behind -> pause consumption until they catch up
+        consumer = self._consumer
+        active = [k for k, w in self.state.writers.items() if w.status is WriterStatus.ACTIVE]
+        if pending > budget // 2:
+            to_pause = [k for k in active if k not in self.state.paused]
+            if to_pause:
+                consumer.pause([TopicPartition(t, p) for t, p in to_pause])
+                self.state.paused.update(to_pause)
+                log.info(
+                    "uploads behind (%d bytes pending); paused %d partitions",
+                    pending,
+                    len(to_pause),
+                )
+        elif pending < budget // 4 and self.state.paused:
+            to_resume = [k for k in self.state.paused if k in active]
+            if to_resume:
+                consumer.resume([TopicPartition(t, p) for t, p in to_resume])
+            self.state.paused.difference_update(to_resume)
+        self.metrics.set("paused_partitions", len(self.state.paused))
+
+    # -- commits and hints -------------------------------------------------------------------
+    def _on_committed(self, writer: PartitionWriter, marker: Marker) -> None:
+        self._hints.append(OffsetHint(writer.topic, writer.partition, marker.end, marker.seq))
+        self.metrics.set("last_commit_timestamp_seconds", self.clock.now_ms() / 1000)
+
+    def _commit_hints(self, consumer: Any, *, sync: bool = False) -> None:
+        if not self._hints:
+            return
+        latest: dict[tuple[str, int], OffsetHint] = {}
+        while self._hints:
+            h = self._hints.popleft()
+            latest[(h.topic, h.partition)] = h
+        failpoint("before_kafka_commit")
+        offsets = [
+            TopicPartition(h.topic, h.partition, h.offset, metadata=f"{HINT_PREFIX}{h.seq}")
+            for h in latest.values()
+        ]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=not sync)
+        except KafkaException as exc:
+            # only a hint: the commit log in S3 is the truth
+            log.info("Kafka offset commit (a progress hint) failed: %s", exc)
+
+    # -- assignment --------------------------------------------------------------------------
+    def _takeover(self, topic: str, partition: int, hint: int | None) -> PartitionWriter:
+        started = self.clock.monotonic()
+        plog = PartitionLog(
+            self.storage, topic, partition, self.writer_id, uuid.uuid4().hex[:16], self.clock
+        )
+
+        def initial() -> int:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+            reset = str(self._conf.get("auto.offset.reset", "earliest"))
+            return int(high if reset in ("latest", "largest", "end") else low)
+
+        result = plog.takeover(hint, initial)
+        self.metrics.inc("takeovers_total", 1, tp=f"{topic}-{partition}")
+        self.metrics.observe("takeover_seconds", self.clock.monotonic() - started)
+        return PartitionWriter(self.ctx, topic, partition, plog, result.fence.end)
+
+    def _hints_for(self, consumer: Any, parts: Sequence[Any]) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        try:
+            committed = consumer.committed(
+                [TopicPartition(p.topic, p.partition) for p in parts], timeout=10
+            )
+        except KafkaException as exc:
+            log.info("could not read committed offsets (a hint only): %s", exc)
+            return out
+        for tp in committed:
+            md = getattr(tp, "metadata", None) or ""
+            if tp.offset != OFFSET_INVALID and md.startswith(HINT_PREFIX):
+                with contextlib.suppress(ValueError):
+                    out[(tp.topic, tp.partition)] = int(md[len(HINT_PREFIX) :])
+        return out
+
+    def _on_assign(self, consumer: Any, parts: list[Any]) -> None:
+        try:
+            self._assign(consumer, parts)
+        except BaseException:
+            log.exception("takeover failed")
+            raise
+
+    def _assign(self, consumer: Any, parts: list[Any]) -> None:
+        if not parts:
+            if not _incremental(self._conf):
+                consumer.assign([])
+            return
+        hints = self._hints_for(consumer, parts)
+        futures = {
+            (p.topic, p.partition): self._takeover_pool.submit(
+                self._takeover, p.topic, p.partition, hints.get((p.topic, p.partition))
+            )
+            for p in parts
+        }
+        assigned = []
+        for key, fut in futures.items():
+            writer = fut.result()
+            self.state.writers[key] = writer
+            assigned.append(TopicPartition(key[0], key[1], writer.position))
+            if self._catchup is not None:
+                self._set_catchup_target(consumer, key, writer.position)
+        if _incremental(self._conf):
+            consumer.incremental_assign(assigned)
+        else:
+            consumer.assign(assigned)
+        self.metrics.set("assigned_partitions", len(self.state.writers))
+        self.ready.set()
+        log.info("assigned %d partition(s), ready", len(assigned))
+
+    def _set_catchup_target(self, consumer: Any, key: tuple[str, int], position: int) -> None:
+        if self._catchup is None:
+            return
+        existing = self._catchup.get(key)
+        if existing is None:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(*key), timeout=10)
+            existing = _CatchupTarget(int(high))
+            self._catchup[key] = existing
+        existing.done = position >= existing.end
+
+    def _release(self, consumer: Any, parts: list[Any], *, commit: bool) -> None:
+        keys = [(p.topic, p.partition) for p in parts]
+        writers = [self.state.writers[k] for k in keys if k in self.state.writers]
+        if commit and not self._abandon.is_set():
+            for w in writers:
+                w.seal(RotationReason.REVOKE)
+            deadline = self.config.shutdown_timeout_ms / 1000
+            for w in writers:
+                if not self.committer.wait_idle(w, deadline):
+                    log.warning("%s: commit still running at revoke; it will be fenced", w.tp)
+            self._commit_hints(consumer, sync=True)
+        for w in writers:
+            w.abandon()
+            w.status = WriterStatus.CLOSED
+        for k in keys:
+            self.state.writers.pop(k, None)
+            self.state.recovering.pop(k, None)
+            self.state.paused.discard(k)
+            if self._catchup is not None:
+                self._catchup.pop(k, None)
+        self.metrics.set("assigned_partitions", len(self.state.writers))
+
+    def _on_revoke(self, consumer: Any, parts: list[Any]) -> None:
+        self._release(consumer, parts, commit=True)
+        if _incremental(self._conf):
+            consumer.incremental_unassign(parts)
+        else:
+            consumer.unassign()
+
+    def _on_lost(self, consumer: Any, parts: list[Any]) -> None:
+        log.warning(
+            "lost %d partition(s) (session expired); dropping uncommitted files", len(parts)
+        )
+        self._release(consumer, parts, commit=False)
+        if _incremental(self._conf):
+            consumer.incremental_unassign(parts)
+        else:
+            consumer.unassign()
+
+    # -- recovery after fencing or a failed commit --------------------------------------------
+    def _recover(self, consumer: Any) -> None:
+        now = self.clock.monotonic()
+        for key, w in list(self.state.writers.items()):
+            if w.status is WriterStatus.FAILED and key not in self.state.recovering:
+                if self.committer.queued(w):
+                    continue  # let its queue drain (aborting) first
+                w.abandon()
+                failures = self.state.failures.get(key, 0) + 1
+                self.state.failures[key] = failures
+                delay = min(30.0, 0.5 * 2 ** (failures - 1)) * (0.5 + self._rng.random())
+                self.state.recovering[key] = _Recovery(w, now + delay, failures)
+                consumer.pause([TopicPartition(*key)])
+                self.state.paused.add(key)
+                log.info("%s: taking the partition over again in %.1f s", w.tp, delay)
+        for key, rec in list(self.state.recovering.items()):
+            if now < rec.not_before:
+                continue
+            try:
+                writer = self._takeover(key[0], key[1], None)
+            except S3SinkError as exc:
+                rec.not_before = now + min(30.0, 2.0 * rec.failures)
+                log.warning("%s-%d: takeover failed, retrying: %s", key[0], key[1], exc)
+                continue
+            del self.state.recovering[key]
+            self.state.writers[key] = writer
+            consumer.seek(TopicPartition(key[0], key[1], writer.position))
+            consumer.resume([TopicPartition(*key)])
+            self.state.paused.discard(key)
+            if self._catchup is not None and key in self._catchup:
+                self._catchup[key].done = writer.position >= self._catchup[key].end
+
+    # -- catch-up ----------------------------------------------------------------------------
+    def _catchup_done(self) -> bool:
+        targets = self._catchup
+        if not targets or self.state.recovering:
+            return False
+        for key, t in targets.items():
+            w = self.state.writers.get(key)
+            if w is None or w.status is not WriterStatus.ACTIVE:
+                return False
+            if not t.done and w.position >= t.end:
+                t.done = True
+            if not t.done:
+                return False
+        return True
+
+    def _catchup_progress(self) -> tuple[int, int]:
+        targets = self._catchup or {}
+        done = total = 0
+        for key, t in targets.items():
+            w = self.state.writers.get(key)
+            total += t.end
+            done += min(t.end, w.position) if w else 0
+        return done, total
+
+    # -- finishing ---------------------------------------------------------------------------
+    def _finish(self, reason: RotationReason) -> None:
+        for w in self.state.writers.values():
+            w.seal(reason)
+        timeout = self.config.shutdown_timeout_ms / 1000
+        if not self.committer.wait_idle(None, timeout):
+            log.warning(
+                "commits still running after shutdown.timeout.ms; leaving them to the "
+                "next owner (nothing uncommitted becomes visible)"
+            )
+        self._commit_hints(self._consumer, sync=True)
+        failed = [w for w in self.state.writers.values() if w.status is WriterStatus.FAILED]
+        if failed and self._catchup is not None:
+            raise FatalError(
+                "catch-up could not commit " + ", ".join(f"{w.tp} ({w.failure})" for w in failed)
+            )
+
+    # -- dead letters ------------------------------------------------------------------------
+    def _flush_dead_letters(self) -> None:
+        if self._dlq is not None:
+            from s3sink.deadletter import flush
+
+            flush(self._dlq)
+
+    def _dead_letter(self, batch: RecordBatch, reasons: Sequence[str]) -> None:
+        from s3sink.deadletter import send_dead_letters
+
+        if self._dlq is None:
+            from s3sink.deadletter import make_producer
+
+            self._dlq = make_producer(self.config)
+        send_dead_letters(self._dlq, self.config, batch, reasons)
+
+
+def progress_printer(stream: Any = sys.stderr) -> Callable[[int, int], None]:
+    """A one-line progress bar for a terminal."""
+    last = [0.0]
+    import time
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        pct = 100.0 * done / total if total else 100.0
+        bar = "#" * int(pct / 5)
+        stream.write(f"\r[{bar:<20}] {pct:5.1f}% offsets {done:,}/{total:,}")
+        stream.flush()
+
+    return show

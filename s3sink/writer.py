@@ -1,0 +1,414 @@
+"""One :class:`PartitionWriter` per assigned Kafka partition: it owns all state of that partition.
+
+It holds the open files (keyed by encoded output partition), the offset range they cover and
+the partition's commit log. ``append`` decodes, partitions and encodes whole batches; files roll
+when :func:`~s3sink.rotation.should_rotate` says so, or on record time, schema change, memory
+pressure, revoke or shutdown. A roll *seals* the open files into a :class:`PendingCommit` that
+the :class:`~s3sink.committer.Committer` finishes in the background (complete the uploads,
+create the marker, publish), in order per partition, while consumption goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from s3sink.commitlog import FileEntry, PartitionLog, staging_prefix
+from s3sink.errors import BadRecordFatal, RecordError
+from s3sink.records import RecordBatch
+from s3sink.rotation import RotationReason, WriterState, rotate_interval_split, should_rotate
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from formats.base import RecordWriter
+    from s3sink.context import SinkContext
+    from s3sink.storage.base import Upload
+
+log = logging.getLogger("s3sink.writer")
+
+ERRORS_ENCODED = "__s3sink_errors__"
+
+
+class WriterStatus(enum.Enum):
+    ACTIVE = "active"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class OpenFile:
+    encoded: str
+    final_key: str
+    staging_key: str
+    upload: Upload
+    writer: RecordWriter
+    first_offset: int
+    last_offset: int = -1
+    records: int = 0
+    min_ts: int | None = None
+    max_ts: int | None = None
+    schema: str | None = None
+
+    def memory(self) -> int:
+        up = getattr(self.upload, "buffered_bytes", None)
+        held = up() if callable(up) else 0
+        return int(held) + self.writer.buffered_bytes()
+
+
+@dataclass(slots=True)
+class PendingCommit:
+    files: list[OpenFile]
+    end: int
+    reason: RotationReason
+    records: int
+    memory: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PartitionWriter:
+    def __init__(
+        self,
+        ctx: SinkContext,
+        topic: str,
+        partition: int,
+        plog: PartitionLog,
+        start_offset: int,
+    ) -> None:
+        self.ctx = ctx
+        self.topic = topic
+        self.partition = partition
+        self.log = plog
+        self.tp = f"{topic}-{partition}"
+        #: Next offset this writer expects; records below it are stale and skipped.
+        self.position = start_offset
+        self.files: dict[str, OpenFile] = {}
+        self.records = 0
+        self.opened_ms: int | None = None
+        self.first_record_time: int | None = None
+        self.last_written = start_offset - 1
+        self.schema: str | None = None
+        self.status = WriterStatus.ACTIVE
+        self.failure: BaseException | None = None
+        self._file_seq = 0
+        self.epoch = plog.latest.epoch if plog.latest else 0
+
+    # -- accounting --------------------------------------------------------------------------
+    def memory(self) -> int:
+        return sum(f.memory() for f in self.files.values())
+
+    def state(self) -> WriterState:
+        largest = max((f.writer.bytes_written() for f in self.files.values()), default=0)
+        return WriterState(self.records, largest, self.opened_ms, self.first_record_time)
+
+    # -- appending ---------------------------------------------------------------------------
+    def append(self, batch: RecordBatch) -> None:
+        """Write a batch (records in offset order). Records below ``position`` are skipped."""
+        if self.status is not WriterStatus.ACTIVE or not len(batch):
+            return
+        if batch.offsets[0] < self.position:
+            keep = [i for i, o in enumerate(batch.offsets) if o >= self.position]
+            if not keep:
+                return
+            batch = batch.take(keep)
+        ctx = self.ctx
+        consumed_to = batch.offsets[-1] + 1
+        bad: dict[int, str] = {}
+        if None in batch.values:
+            batch = self._handle_nulls(batch)
+            if not len(batch):
+                self.position = max(self.position, consumed_to)
+                return
+        need_values = ctx.format.needs_values() or ctx.partitioner.needs_values()
+        if need_values:
+            decoded = ctx.decoder.decode(batch)
+            bad = dict(decoded.errors)
+            parts = decoded.parts
+        else:
+            parts = ()
+        if bad:
+            self._bad_records(batch, bad)
+        if not need_values:
+            self._write_part(batch, None, None)
+        else:
+            for part in parts:
+                sub = batch if part.rows is None else batch.take(part.rows)
+                if not len(sub):
+                    continue
+                if (
+                    ctx.format.needs_values()
+                    and self.files
+                    and part.schema_id is not None
+                    and part.schema_id != self.schema
+                ):
+                    self.seal(RotationReason.SCHEMA_CHANGE)
+                self.schema = part.schema_id
+                self._write_part(sub, part.table, part.schema_id)
+        self.position = max(self.position, consumed_to)
+
+    def _handle_nulls(self, batch: RecordBatch) -> RecordBatch:
+        mode = self.ctx.config.behavior_on_null_values
+        if mode == "write":
+            return batch
+        nulls = [i for i, v in enumerate(batch.values) if v is None]
+        if mode == "ignore":
+            keep = [i for i, v in enumerate(batch.values) if v is not None]
+            self.ctx.metrics.inc(
+                "records_skipped_total", len(nulls), tp=self.tp, reason="tombstone"
+            )
+            return batch.take(keep)
+        # fail: a tombstone is a bad record (dead-lettered with errors.tolerance=all)
+        reasons = {
+            i: "null value (tombstone) with behavior.on.null.values=fail; set it to ignore or write"
+            for i in nulls
+        }
+        self._bad_records(batch, reasons)
+        keep = [i for i, v in enumerate(batch.values) if v is not None]
+        return batch.take(keep)
+
+    def _bad_records(self, batch: RecordBatch, bad: dict[int, str]) -> None:
+        if not bad:
+            return
+        ctx = self.ctx
+        for i in sorted(bad):
+            err = RecordError(self.topic, self.partition, batch.offsets[i], bad[i])
+            ctx.metrics.inc("bad_records_total", 1, tp=self.tp)
+            if ctx.config.errors_tolerance != "all":
+                raise BadRecordFatal(err)
+            log.warning("%s: %s", self.tp, err)
+        rows = sorted(bad)
+        bad_batch = batch.take(rows)
+        if ctx.dead_letter is not None:
+            ctx.dead_letter(bad_batch, [bad[i] for i in rows])
+        else:
+            self._write_error_file(bad_batch, [bad[i] for i in rows])
+        ctx.metrics.inc("dead_lettered_records_total", len(rows), tp=self.tp)
+
+    def _write_error_file(self, batch: RecordBatch, reasons: Sequence[str]) -> None:
+        """Bad records under ``_s3sink/errors/`` in the same commit as the good ones."""
+        f = self.files.get(ERRORS_ENCODED)
+        if f is None:
+            f = self._open(ERRORS_ENCODED, batch.offsets[0], error_file=True)
+        lines = []
+        for i in range(len(batch)):
+            k, v = batch.keys[i], batch.values[i]
+            lines.append(
+                json.dumps(
+                    {
+                        "topic": batch.topic,
+                        "partition": batch.partition,
+                        "offset": batch.offsets[i],
+                        "timestamp": batch.timestamps[i],
+                        "reason": reasons[i],
+                        "key": None if k is None else base64.b64encode(k).decode(),
+                        "value": None if v is None else base64.b64encode(v).decode(),
+                        "headers": [
+                            [hk, None if hv is None else base64.b64encode(hv).decode()]
+                            for hk, hv in (batch.headers[i] or [])
+                        ],
+                    },
+                    separators=(",", ":"),
+                ).encode()
+            )
+        f.upload.write(b"\n".join(lines) + b"\n")
+        f.records += len(batch)
+        f.last_offset = max(f.last_offset, batch.offsets[-1])
+
+    def _write_part(self, sub: RecordBatch, table: pa.Table | None, schema: str | None) -> None:
+        ctx = self.ctx
+        policy = ctx.policy
+        now = ctx.clock.now_ms()
+        times_opt = ctx.partitioner.record_times(sub, table, now)
+        times = list(times_opt) if times_opt is not None else sub.timestamps
+        n = len(sub)
+        i = 0
+        while i < n:
+            j = min(n, i + max(1, policy.flush_size - self.records))
+            if policy.rotate_interval_ms > 0:
+                k = rotate_interval_split(policy, self.first_record_time, times[i:j])
+                if k is not None:
+                    if k == 0:
+                        self.seal(RotationReason.ROTATE_INTERVAL)
+                        continue
+                    j = i + k
+            chunk = sub.slice(i, j) if (i, j) != (0, n) else sub
+            ctab = None if table is None else (table.slice(i, j - i) if (i, j) != (0, n) else table)
+            self._write_chunk(chunk, ctab, times[i:j], schema, now)
+            i = j
+            reason = should_rotate(policy, self.state(), now)
+            if reason is not None:
+                self.seal(reason)
+            elif policy.rotate_interval_ms > 0 and i < n:
+                # the split point: the next record starts a new file
+                k2 = rotate_interval_split(policy, self.first_record_time, times[i : i + 1])
+                if k2 == 0:
+                    self.seal(RotationReason.ROTATE_INTERVAL)
+
+    def _write_chunk(
+        self,
+        chunk: RecordBatch,
+        table: pa.Table | None,
+        times: Sequence[int],
+        schema: str | None,
+        now: int,
+    ) -> None:
+        ctx = self.ctx
+        enc = ctx.partitioner.encode(chunk, table, now)
+        if enc.errors:
+            self._bad_records(chunk, dict(enc.errors))
+        groups: dict[str, list[int] | None]
+        if isinstance(enc.partitions, str):
+            groups = {enc.partitions: None}
+        else:
+            groups = {}
+            for idx, p in enumerate(enc.partitions):
+                if p is None:
+                    continue
+                g = groups.get(p)
+                if g is None:
+                    groups[p] = [idx]
+                else:
+                    g.append(idx)
+        written = 0
+        for encoded, rows in groups.items():
+            if rows is None:
+                sub, stab, st = chunk, table, times
+            else:
+                sub = chunk.take(rows)
+                stab = None if table is None else table.take(rows)
+                st = [times[r] for r in rows]
+            f = self.files.get(encoded)
+            if f is None:
+                f = self._open(encoded, sub.offsets[0])
+                f.schema = schema
+            f.writer.write(sub, stab)
+            f.records += len(sub)
+            f.last_offset = sub.offsets[-1]
+            lo, hi = min(st), max(st)
+            f.min_ts = lo if f.min_ts is None else min(f.min_ts, lo)
+            f.max_ts = hi if f.max_ts is None else max(f.max_ts, hi)
+            written += len(sub)
+        if written or len(chunk):
+            if self.first_record_time is None and times:
+                self.first_record_time = times[0]
+            self.records += len(chunk)
+            self.last_written = chunk.offsets[-1]
+            ctx.metrics.inc("records_written_total", written, tp=self.tp)
+
+    def _open(self, encoded: str, first_offset: int, *, error_file: bool = False) -> OpenFile:
+        ctx = self.ctx
+        cfg = ctx.config
+        name = (
+            f"{self.topic}+{self.partition}+{first_offset:0{cfg.filename_offset_zero_pad_width}d}"
+        )
+        if error_file:
+            final = f"_s3sink/errors/{self.topic}/{self.partition}/{name}.json"
+        else:
+            directory = ctx.partitioner.path(self.topic, encoded)
+            final = f"{cfg.topics_dir}/{directory}/{name}{ctx.format.extension()}"
+        self._file_seq += 1
+        staging = (
+            f"{staging_prefix(self.topic, self.partition)}e{self.epoch:010d}/"
+            f"{self.log.attempt_id}/{self._file_seq:06d}-{final.rsplit('/', 1)[-1]}"
+        )
+        upload = ctx.storage.open_upload(staging)
+        writer: RecordWriter = _ErrorLinesWriter() if error_file else ctx.format.open(upload)
+        f = OpenFile(encoded, final, staging, upload, writer, first_offset)
+        if not self.files:
+            self.opened_ms = ctx.clock.now_ms()
+        self.files[encoded] = f
+        ctx.metrics.inc("files_opened_total", 1, tp=self.tp)
+        return f
+
+    # -- rolling -----------------------------------------------------------------------------
+    def maybe_rotate(self, now_ms: int) -> None:
+        """Roll on the wall clock even when no record arrives (idle partitions)."""
+        if self.status is WriterStatus.ACTIVE and self.files:
+            reason = should_rotate(self.ctx.policy, self.state(), now_ms)
+            if reason is not None:
+                self.seal(reason)
+
+    def seal(self, reason: RotationReason) -> None:
+        """Hand the open files to the committer and start afresh."""
+        if not self.files or self.status is not WriterStatus.ACTIVE:
+            return
+        files = list(self.files.values())
+        pending = PendingCommit(
+            files=files,
+            end=self.last_written + 1,
+            reason=reason,
+            records=self.records,
+            memory=sum(f.memory() for f in files),
+        )
+        log.info(
+            "%s: rolling %d file(s), %d records, offsets up to %d: %s",
+            self.tp,
+            len(files),
+            self.records,
+            pending.end - 1,
+            reason.value,
+        )
+        self.ctx.metrics.inc("rotations_total", 1, tp=self.tp, reason=reason.value)
+        self.files = {}
+        self.records = 0
+        self.opened_ms = None
+        self.first_record_time = None
+        self.ctx.committer.submit(self, pending)
+
+    def abandon(self) -> None:
+        """Drop open files without committing (fenced, failed, lost partition, fast stop)."""
+        for f in self.files.values():
+            try:
+                f.upload.abort()
+            except Exception:
+                log.debug("%s: abort of %s failed", self.tp, f.staging_key, exc_info=True)
+        self.files = {}
+        self.records = 0
+        self.opened_ms = None
+        self.first_record_time = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.status is WriterStatus.ACTIVE:
+            self.status = WriterStatus.FAILED
+            self.failure = exc
+
+
+class _ErrorLinesWriter:
+    """Error files are written by the writer directly; this only closes them."""
+
+    def write(self, batch: RecordBatch, values: pa.Table | None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def bytes_written(self) -> int:
+        return 0
+
+    def buffered_bytes(self) -> int:
+        return 0
+
+    def close(self) -> Any:
+        from formats.base import FileStats
+
+        return FileStats(records=0, bytes=0)
+
+
+def file_entry(f: OpenFile, etag: str, size: int) -> FileEntry:
+    return FileEntry(
+        staging=f.staging_key,
+        key=f.final_key,
+        etag=etag,
+        size=size,
+        records=f.records,
+        first_offset=f.first_offset,
+        last_offset=f.last_offset,
+        min_timestamp=f.min_ts,
+        max_timestamp=f.max_ts,
+        schema=f.schema,
+    )
+
+
+DeadLetter = Callable[[RecordBatch, Sequence[str]], None]
