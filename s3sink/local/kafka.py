@@ -149,6 +149,10 @@ def server_properties(
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # After a crash (kill -9) the new incarnation cannot register until the old one's
+        # session expires: keep that short so crash-restart tests take seconds, not ~10 s.
+        "broker.heartbeat.interval.ms": "500",
+        "broker.session.timeout.ms": "3000",
         # An archive under test must not lose old records (records with old timestamps
         # would otherwise be deleted after 7 days of *record* time).
         "log.retention.ms": "-1",
@@ -247,6 +251,9 @@ class KafkaBroker:
             if not self.process.running():
                 self._launch()
             wait_until(self._answers, timeout=timeout, process=self.process, what="answer")
+            # From now on this object keeps its address: a restart fails loudly rather than
+            # moving to another port behind the back of clients holding the bootstrap string.
+            self._requested_port = self.port
         return self
 
     def stop(self, *, kill: bool = False, timeout: float = 60.0) -> bool:
@@ -271,7 +278,10 @@ class KafkaBroker:
         if self._requested_port is not None:
             port = self._requested_port
             if not port_is_free(port):
-                raise LocalStackError(f"port {port} for Kafka is in use by another process")
+                raise LocalStackError(
+                    f"port {port} for Kafka is in use by another process; stop it or choose "
+                    "another port"
+                )
         else:
             port = pick_port(recorded_port)
         controller_port = pick_port(state.get("controller_port"), taken=[port])

@@ -174,6 +174,7 @@ class S3Server(abc.ABC):
                     die_with_parent=self.die_with_parent,
                 )  # fmt: skip
             wait_until(self._answers, timeout=timeout, process=self.process, what="answer HTTP")
+            self._requested_port = self.port  # restarts of this object keep the address
         return self
 
     def stop(self, timeout: float = 30.0) -> bool:
