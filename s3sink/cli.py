@@ -18,8 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"s3sink {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from s3sink.commands import add_parsers
     from s3sink.local.cli import add_parser as add_local
 
+    add_parsers(sub)
     add_local(sub)
     return parser
 

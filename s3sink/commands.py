@@ -1,0 +1,147 @@
+"""The sink sub-commands: ``run``, ``catchup``, ``verify``, ``config``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from s3sink.config import SinkConfig, docs_markdown, load_config
+from s3sink.logs import setup_logging
+
+
+def add_parsers(sub: Any) -> None:
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "-c",
+            "--config",
+            required=True,
+            help="config file (.json, .properties, "
+            ".yaml): a Kafka Connect connector config works unchanged",
+        )
+        p.add_argument(
+            "-s",
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key (repeatable; beats file and environment)",
+        )
+        return p
+
+    p = with_config(sub.add_parser("run", help="archive until SIGTERM/SIGINT"))
+    p.set_defaults(handler=cmd_run)
+    p = with_config(
+        sub.add_parser("catchup", help="archive up to the end offsets seen at start, then exit")
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_catchup)
+    p = with_config(sub.add_parser("verify", help="audit the commit log against the listing"))
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="roll forward unpublished commits and delete stale staging files",
+    )
+    p.add_argument("--topic", action="append", default=[], help="only these topics")
+    p.set_defaults(handler=cmd_verify)
+    cp = sub.add_parser("config", help="check the config or print the reference")
+    csub = cp.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    p = with_config(
+        csub.add_parser("check", help="validate and print the effective config (secrets redacted)")
+    )
+    p.set_defaults(handler=cmd_config_check)
+    p = csub.add_parser("docs", help="print the configuration reference (Markdown)")
+    p.set_defaults(handler=cmd_config_docs)
+
+
+def _load(args: argparse.Namespace) -> SinkConfig:
+    overrides = {}
+    for item in args.set:
+        k, sep, v = item.partition("=")
+        if not sep:
+            from s3sink.errors import ConfigError
+
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[k.strip()] = v
+    return load_config(args.config, overrides=overrides)
+
+
+def _install_signals(stop: Any, abandon: Any) -> None:
+    count = [0]
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        count[0] += 1
+        if count[0] == 1:
+            sys.stderr.write(
+                f"s3sink: {signal.Signals(signum).name}: committing what is buffered; "
+                "send it again to stop at once\n"
+            )
+            stop()
+        else:
+            abandon()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from s3sink.sink import Sink
+
+    cfg = _load(args)
+    setup_logging(cfg.log_format, cfg.log_level)
+    sink = Sink(cfg)
+    _install_signals(sink.stop, sink.abandon)
+    from s3sink.http import start_http
+
+    server = start_http(cfg.http_listen, sink)
+    try:
+        sink.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+def cmd_catchup(args: argparse.Namespace) -> int:
+    from s3sink.sink import Sink, progress_printer
+
+    cfg = _load(args)
+    setup_logging(cfg.log_format, cfg.log_level)
+    sink = Sink(cfg)
+    _install_signals(sink.stop, sink.abandon)
+    show = None if args.no_progress or not sys.stderr.isatty() else progress_printer()
+    summary = sink.run(catchup=True, progress=show)
+    if show is not None:
+        sys.stderr.write("\n")
+    print(summary.text())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from s3sink.sink import storage_from_config
+    from s3sink.verify import verify
+
+    cfg = _load(args)
+    setup_logging(cfg.log_format, "WARNING")
+    storage = storage_from_config(cfg)
+    report = verify(storage, cfg, topics=args.topic or None, repair=args.repair)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    for note in cfg.notes:
+        print(f"# note: {note}")
+    for k, v in cfg.redacted().items():
+        print(f"{k}={v}")
+    return 0
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    sys.stdout.write(docs_markdown())
+    return 0
