@@ -313,6 +313,13 @@ class SinkConfig:
         _size,
         group="format",
     )
+    parquet_enable_dictionary: bool = key(
+        "parquet.enable.dictionary",
+        True,
+        "Dictionary-encode Parquet columns (pyarrow falls back to plain pages when large).",
+        _bool,
+        group="format",
+    )
     avro_codec: str = key(
         "avro.codec",
         "null",
@@ -418,6 +425,14 @@ class SinkConfig:
         _opt_str,
         group="partitioner",
     )
+    timestamp_field_unit: str = key(
+        "timestamp.field.unit",
+        "auto",
+        "Unit of numeric timestamp.field values: ms, s, us, ns, or auto (by magnitude: below "
+        "1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds).",
+        _choice("auto", "ms", "s", "us", "ns"),
+        group="partitioner",
+    )
     timezone: str = key(
         "timezone", "UTC", "Time zone of time paths and schedules.", _timezone, group="partitioner"
     )
@@ -454,6 +469,14 @@ class SinkConfig:
         False,
         "JsonConverter: values are {schema, payload} envelopes.",
         _bool,
+        group="records",
+    )
+    value_schema: str | None = key(
+        "value.schema",
+        None,
+        "Schema of schemaless JSON values instead of inferring one: an Avro schema as JSON "
+        "text, or @/path/to/schema.avsc.",
+        _opt_str,
         group="records",
     )
     schema_compatibility: str = key(
