@@ -17,10 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3sink.local.kafka import KafkaBroker
+from s3sink.local.kafka import KafkaBroker, ensure_kafka_jars
 from s3sink.local.process import read_json, write_json
-from s3sink.local.s3 import S3_KINDS, S3Endpoint, S3Kind, S3Server, s3_server
-from s3sink.local.tools import LocalStackError, file_lock
+from s3sink.local.s3 import (
+    S3_KINDS,
+    S3Endpoint,
+    S3Kind,
+    S3Server,
+    ensure_minio_binary,
+    s3_server,
+)
+from s3sink.local.tools import LocalStackError, file_lock, find_java
 
 STATE_DIR_ENV = "S3SINK_LOCAL_STATE_DIR"
 DEFAULT_STATE_DIR = ".s3sink-local"
@@ -74,14 +81,30 @@ class LocalStack:
                         f"`s3sink local down --state-dir {self.state_dir}` first to switch to "
                         f"{self.s3_kind}"
                     )
+            # Fetch or build what is missing first: a missing tool fails before anything runs.
+            ensure_kafka_jars()
+            find_java()
+            if self.s3_kind == "minio":
+                ensure_minio_binary()
             write_json(self.stack_path, {"s3": self.s3_kind})
             kafka = KafkaBroker(self.state_dir, kafka_port)
             s3 = s3_server(self.s3_kind, self.state_dir, s3_port)
+            was_running = {"kafka": kafka.running(), "s3": s3.running()}
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3sink-local") as pool:
                 kafka_started = pool.submit(kafka.start, timeout)
                 s3_started = pool.submit(s3.start, timeout)
-                kafka_started.result()
-                s3_started.result()
+                try:
+                    kafka_started.result()
+                    s3_started.result()
+                except BaseException:
+                    # Leave nothing half-started behind: stop what this call started.
+                    s3_started.exception()
+                    kafka_started.exception()
+                    if not was_running["s3"]:
+                        s3.stop()
+                    if not was_running["kafka"]:
+                        kafka.stop()
+                    raise
         if self.s3_kind == "moto":
             log.info("moto keeps objects in memory: `s3sink local down` discards them "
                      "(`--s3 minio` keeps them on disk)")  # fmt: skip
