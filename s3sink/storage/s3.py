@@ -299,6 +299,7 @@ class S3Storage:
         multipart_copy_threshold: int = MAX_PART_SIZE,
         copy_part_size: int = 512 * MiB,
         list_page_size: int = 1000,
+        upload_listing: Literal["auto", "prefix", "scan"] = "auto",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -348,6 +349,7 @@ class S3Storage:
         self.retry_policy = retry or RetryPolicy()
         self.retry_stats = RetryStats()
         self._list_page_size = list_page_size
+        self._upload_listing = upload_listing
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -456,7 +458,7 @@ class S3Storage:
             if if_match is None:
                 raise
             # If-Match on a missing key: S3 answers 404; the contract says conflict.
-            raise ConflictError(f"PutObject s3://{self.bucket}/{full}: {exc}") from exc
+            raise ConflictError(f"{exc} (If-Match on a missing key)") from exc
         return ObjectInfo(key, len(body), etag)
 
     def get(self, key: str) -> tuple[bytes, str]:
@@ -590,13 +592,50 @@ class S3Storage:
         return S3Upload(self, key, self._key(key))
 
     def list_pending_uploads(self, prefix: str) -> builtins.list[PendingUpload]:
+        """Multipart uploads under ``prefix`` that were neither completed nor aborted.
+
+        MinIO's ``ListMultipartUploads`` only matches a ``Prefix`` that is a whole object key
+        (any other prefix lists nothing), so when the endpoint says it is MinIO -- or
+        ``upload_listing="scan"`` -- the bucket's uploads are listed without a prefix and
+        filtered here.
+        """
         full_prefix = self._root + prefix
+        if self._upload_listing == "scan" and full_prefix:
+            found = self._list_uploads(full_prefix, server_prefix="")
+        else:
+            found, server = self._list_uploads_with_server(full_prefix)
+            if (
+                self._upload_listing == "auto"
+                and full_prefix
+                and server.lower().startswith("minio")
+            ):
+                self._upload_listing = "scan"
+                found = self._list_uploads(full_prefix, server_prefix="")
+        found.sort(key=lambda p: (p.key, p.initiated_ms, p.upload_id))
+        return found
+
+    def _list_uploads_with_server(
+        self, full_prefix: str
+    ) -> tuple[builtins.list[PendingUpload], str]:
+        server: builtins.list[str] = []
+        found = self._list_uploads(full_prefix, server_prefix=full_prefix, server=server)
+        return found, server[0] if server else ""
+
+    def _list_uploads(
+        self,
+        full_prefix: str,
+        *,
+        server_prefix: str,
+        server: builtins.list[str] | None = None,
+    ) -> builtins.list[PendingUpload]:
         root_len = len(self._root)
         found: builtins.list[PendingUpload] = []
         key_marker: str | None = None
         id_marker: str | None = None
         while True:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix}
+            args: dict[str, Any] = {"Bucket": self.bucket}
+            if server_prefix:
+                args["Prefix"] = server_prefix
             if key_marker is not None:
                 args["KeyMarker"] = key_marker
                 if id_marker is not None:
@@ -604,7 +643,12 @@ class S3Storage:
             page: Any = self._call(
                 "ListMultipartUploads", full_prefix, partial(self._list_uploads_page, args)
             )
+            if server is not None and not server:
+                headers = (page.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+                server.append(str(headers.get("server", "")))
             for upload in page.get("Uploads", ()):
+                if not upload["Key"].startswith(full_prefix):
+                    continue
                 initiated = upload.get("Initiated")
                 found.append(
                     PendingUpload(
@@ -619,7 +663,6 @@ class S3Storage:
             id_marker = page.get("NextUploadIdMarker")
             if not key_marker:
                 break
-        found.sort(key=lambda p: (p.key, p.initiated_ms, p.upload_id))
         return found
 
     def abort_pending_upload(self, pending: PendingUpload) -> None:
