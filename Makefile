@@ -1,0 +1,52 @@
+# s3sink developer commands. `make test` is the README's test command: it creates the
+# virtualenv if missing, installs the locked dependencies, and runs lint, types and the whole
+# suite (unit and integration tests against a real Kafka broker and real S3 endpoints).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.s3sink-installed
+
+.PHONY: demo test unit lint types install lock
+
+# The main job on the embedded default. Placeholder until the sink is wired: brings up the
+# local stack (real Kafka + S3) and prints how to reach it.
+demo: $(STAMP)
+	@echo "make demo: bringing up the local stack (the sink job itself is not wired yet)" >&2
+	$(BIN)/s3sink local up
+
+test: lint types
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "s3sink needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# Re-resolve the newest versions pyproject.toml allows, in a scratch venv, into constraints.txt.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ echo "# Locked dependencies of s3sink[dev]; regenerate with \`make lock\`."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable --disable-pip-version-check \
+		| grep -iv '^s3sink[=@ ]'; } > constraints.txt
+	rm -rf .lock-venv
