@@ -394,6 +394,11 @@ variable "vpc_id" {
   description = "VPC of the service's subnets. Required with create_ecs_service."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.vpc_id == null || can(regex("^vpc-[0-9a-f]{8,17}$", coalesce(var.vpc_id, "x")))
+    error_message = "vpc_id must be a VPC id such as vpc-0123456789abcdef0."
+  }
 }
 
 variable "subnet_ids" {
@@ -401,6 +406,11 @@ variable "subnet_ids" {
   type        = list(string)
   default     = []
   nullable    = false
+
+  validation {
+    condition     = alltrue([for id in var.subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", id))])
+    error_message = "subnet_ids must be subnet ids such as subnet-0123456789abcdef0."
+  }
 }
 
 variable "assign_public_ip" {

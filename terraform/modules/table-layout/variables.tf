@@ -2,6 +2,11 @@ variable "bucket" {
   description = "Name of the S3 bucket the sink writes to (s3.bucket.name)."
   type        = string
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket))
+    error_message = "bucket must be a valid S3 bucket name."
+  }
 }
 
 variable "key_prefix" {
@@ -149,4 +154,9 @@ variable "avro_schema_literal" {
   description = "Avro schema (JSON) of the records; required by Athena's AvroSerDe when format is avro."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.avro_schema_literal == null || can(jsondecode(coalesce(var.avro_schema_literal, "null")))
+    error_message = "avro_schema_literal must be an Avro schema in JSON."
+  }
 }
