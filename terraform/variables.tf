@@ -225,7 +225,11 @@ variable "path_format" {
   validation {
     condition = alltrue([
       for segment in split("/", trim(var.path_format, "/")) :
-      can(regex("^'[A-Za-z_][A-Za-z0-9_]*'=(yyyy|YYYY|yy|YY|MM|M|dd|d|HH|H|mm|m)([-_.:]?(yyyy|YYYY|yy|YY|MM|M|dd|d|HH|H|mm|m))*$", segment))
+      can(regex("^'[A-Za-z_][A-Za-z0-9_]*'=[yYMdHm][yYMdHm_.:-]*$", segment)) && try(alltrue([
+        # Each run of one letter is a supported field width (MMM, a month name, is not).
+        for run in regexall("y+|Y+|M+|d+|H+|m+", regex("^'[^']*'=(.*)$", segment)[0]) :
+        contains(["yyyy", "YYYY", "yy", "YY", "MM", "M", "dd", "d", "HH", "H", "mm", "m"], run)
+      ]), false)
     ])
     error_message = "path_format must be '/'-separated segments 'name'=PATTERN, PATTERN made of YYYY, yyyy, YY, yy, MM, M, dd, d, HH, H, mm, m joined by nothing or one of - _ . : (e.g. 'dt'=YYYY-MM-dd/'hour'=HH)."
   }
