@@ -171,8 +171,24 @@ class LocalStorage:
         return f"{RESERVED_PREFIX}{kind}.{ms}-{secrets.token_hex(6)}.{name}"
 
     def _make_dirs(self, directory: Path, key: str) -> None:
+        """Create ``directory`` and missing parents; fsync the parent of each one created, so
+        a crash cannot lose a directory entry under a file we then report as written."""
+        if directory.is_dir():
+            return
+        missing: list[Path] = []
+        probe = directory
+        while probe != self.root and not probe.is_dir():
+            missing.append(probe)
+            probe = probe.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            for new in reversed(missing):
+                try:
+                    new.mkdir()
+                except FileExistsError:
+                    if not new.is_dir():
+                        raise
+                    continue
+                self._sync_dir(new.parent)
         except (FileExistsError, NotADirectoryError) as exc:
             raise PermanentStorageError(
                 f"{self.describe()}: cannot store {key!r}: a parent of it is an object "

@@ -293,6 +293,7 @@ class S3Storage:
         credentials: S3Credentials | None = None,
         max_concurrency: int = 4,
         max_parts_in_flight: int | None = None,
+        max_connections: int | None = None,
         retry: RetryPolicy | None = None,
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
@@ -366,7 +367,8 @@ class S3Storage:
                 signature_version="s3v4",
                 # Retries are ours (see module docstring): botocore tries each request once.
                 retries={"total_max_attempts": 1, "mode": "standard"},
-                max_pool_connections=max(10, max_concurrency + 8),
+                # the part uploads plus the callers' own threads (takeover runs many at once)
+                max_pool_connections=max_connections or max(32, 2 * max_concurrency + 8),
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
                 tcp_keepalive=True,
