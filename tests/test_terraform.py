@@ -1056,3 +1056,10 @@ def test_no_hard_coded_account_ids_or_regions() -> None:
         for text in _walk_strings(code):
             assert not re.search(r"(?<![0-9])[0-9]{12}(?![0-9])", text), text
             assert not re.search(r"\b(us|eu|ap|sa|ca|me|af)-[a-z]+-[0-9]\b", text), text
+
+
+def test_readme_documents_every_input_and_output() -> None:
+    readme = (TF / "README.md").read_text()
+    for kind in ("variable", "output"):
+        for name in named(TF, kind):
+            assert f"| `{name}` |" in readme, f"terraform/README.md: document {kind} {name}"
