@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 BUILTIN = {
     "json": "formats.json:JsonFormat",
     "bytearray": "formats.bytearray:ByteArrayFormat",
+    "parquet": "formats.parquet:ParquetFormat",
+    "avro": "formats.avro:AvroFormat",
 }
 
 #: Confluent class names -> short names.

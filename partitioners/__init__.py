@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 #: Built-in partitioners: short name -> module:Class. One line per partitioner.
 BUILTIN = {
     "default": "partitioners.default:DefaultPartitioner",
+    "field": "partitioners.field:FieldPartitioner",
+    "time": "partitioners.time:TimeBasedPartitioner",
+    "hourly": "partitioners.time:HourlyPartitioner",
+    "daily": "partitioners.time:DailyPartitioner",
+    "field_time": "partitioners.time:FieldTimePartitioner",
 }
 
 #: Confluent class names -> short names.
