@@ -26,6 +26,7 @@ EXPORTED = [
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL_S3",
 ]
 
 
@@ -108,7 +109,13 @@ def test_up_status_down_with_moto(state_dir: Path) -> None:
     )  # fmt: skip
     bucket = create_bucket(endpoint)
     s3_client(endpoint).put_object(Bucket=bucket, Key="hello", Body=b"world")
-    assert s3_client(endpoint).get_object(Bucket=bucket, Key="hello")["Body"].read() == b"world"
+    # A plain boto3 client configured only by the exported environment finds it too.
+    plain = subprocess.run(
+        [sys.executable, "-c", "import boto3, sys; b = boto3.client('s3').get_object("
+         "Bucket=sys.argv[1], Key='hello')['Body'].read(); sys.stdout.write(b.decode())", bucket],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert plain.stdout == "world"
 
     # up is idempotent: same processes, same output.
     running = pids(state_dir)

@@ -296,7 +296,7 @@ class KafkaBroker:
             extra=self.extra_config,
         )
         self.config_path.write_text(
-            "# Written by s3sink local on every start; edit extra_config instead.\n"
+            "# Written by s3sink local; regenerated on every start.\n"
             + "".join(f"{key}={value}\n" for key, value in props.items())
         )
         log4j = self.home / "log4j2.properties"

@@ -55,12 +55,16 @@ class S3Endpoint:
     region: str = LOCAL_REGION
 
     def env(self) -> dict[str, str]:
-        """The environment variables boto3, the AWS CLI and s3sink read for this endpoint."""
+        """The environment variables boto3, the AWS CLI and s3sink read for this endpoint.
+
+        ``AWS_ENDPOINT_URL_S3`` makes plain boto3 clients and ``aws s3`` use it unconfigured.
+        """
         return {
             "S3_ENDPOINT_URL": self.url,
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL_S3": self.url,
         }
 
     def __repr__(self) -> str:  # keep the secret out of logs and test reports
