@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class OutputStream(Protocol):
     """Where a writer's bytes go (a streaming upload). Writers may call ``write`` often."""
 
-    def write(self, data: bytes | memoryview) -> None: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
