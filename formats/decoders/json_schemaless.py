@@ -89,10 +89,16 @@ class SchemalessJsonDecoder:
         good = [r for j, r in enumerate(rows) if j not in bad]
         if table is None:
             current = self._current(batch.topic)
-            if not tombstones:
+            if not good and not tombstones:
                 return Decoded((), errors)
-            if not len(current):  # tombstones before any schema: nothing to type them with
-                return Decoded((DecodedPart(tombstones, None, None),), errors)
+            if not len(current):
+                # nothing to type the rows with (only {} or tombstones so far): raw values
+                keep = sorted(good + tombstones)
+                rows_or_all = None if len(keep) == len(batch) else keep
+                return Decoded((DecodedPart(rows_or_all, None, schema_id),), errors)
+            for r in good:  # pragma: no cover - the parsers return a table for good rows
+                errors[r] = "the value could not be parsed"
+            good = []
             table = pa.table({f.name: pa.nulls(0, f.type) for f in current}, schema=current)
             schema_id = self._current_id(batch.topic)
         if tombstones:
@@ -141,22 +147,25 @@ class SchemalessJsonDecoder:
             return None, {}, None if hit is None else hit[1]
         known = self.inferred_schema(topic)
         bad: dict[int, str] = {}
+        idx = list(range(len(docs)))  # original positions of the documents still in play
         table = self._bulk(docs, known)
         objs: list[Any] | None = None
         if table is None:
             objs, bad = jsonutil.parse_each(docs)
             if bad:
-                docs = [d for j, d in enumerate(docs) if j not in bad]
-                objs = [o for j, o in enumerate(objs) if j not in bad]
+                idx = [j for j in idx if j not in bad]
+                docs = [docs[j] for j in idx]
+                objs = [objs[j] for j in idx]
                 table = self._bulk(docs, known) if docs else None
         if not docs:
             return None, bad, None
-        if table is None:
+        if table is None and objs is not None:
             # type conflicts inside the batch: infer in Python
-            assert objs is not None
             batch_schema = infer.infer_objects(objs)
-        else:
+        elif table is not None:
             batch_schema = table.schema
+        else:  # pragma: no cover - objs is set whenever table is None
+            return None, bad, None
         with self._lock:
             hit = self._schemas.get(topic)
             merged = infer.merge_schemas(None if hit is None else hit[0], batch_schema)
@@ -165,10 +174,22 @@ class SchemalessJsonDecoder:
             else:
                 schema_id = "inferred:" + fingerprint(merged)
                 self._schemas[topic] = (merged, schema_id)
-        if table is None:
-            assert objs is not None
+        if not len(merged):  # only empty objects so far: no columns to write
+            return None, bad, schema_id
+        if table is not None:
+            return infer.conform_table(table, merged), bad, schema_id
+        assert objs is not None
+        try:
             return infer.table_from_objects(objs, merged), bad, schema_id
-        return infer.conform_table(table, merged), bad, schema_id
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            keep = []
+            for j, o in zip(idx, objs, strict=True):
+                try:
+                    infer.table_from_objects([o], merged)
+                    keep.append(o)
+                except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+                    bad[j] = f"cannot store the value: {str(exc)[:200]}"
+            return infer.table_from_objects(keep, merged), bad, schema_id
 
     def _bulk(self, docs: list[bytes], known: pa.Schema | None) -> pa.Table | None:
         if known is not None and len(known):

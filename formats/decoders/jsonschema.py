@@ -206,7 +206,7 @@ def _parse(
     docs: list[bytes] = []
     index: list[int] = []
     for j, v in enumerate(values):
-        doc, reason = jsonutil.precheck(v[HEADER:])
+        doc, reason = jsonutil.precheck(v[HEADER:], object_only=not wrapped)
         if doc is None:
             bad[j] = reason or "bad value"
         else:

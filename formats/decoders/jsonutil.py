@@ -36,6 +36,16 @@ def nesting_depth(v: bytes) -> int:
     return max(accumulate(memoryview(stripped).cast("b")), default=0)
 
 
+_KINDS = {
+    b"[": "an array",
+    b'"': "a string",
+    b"n": "null",
+    b"t": "a boolean",
+    b"f": "a boolean",
+    **{bytes([c]): "a number" for c in b"-0123456789"},
+}
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -45,10 +55,15 @@ def loads(v: bytes) -> Any:
     return json.loads(v, parse_constant=_reject_constant)
 
 
-def precheck(v: bytes) -> tuple[bytes | None, str | None]:
-    """A value ready for the bulk parser (one line), or the reason it is bad."""
-    if not v.strip():
+def precheck(v: bytes, object_only: bool = True) -> tuple[bytes | None, str | None]:
+    """A value ready for the bulk parser (one line), or the reason it is bad. The bulk parser
+    only ever sees objects (``object_only``): a bare ``null`` line crashes pyarrow's reader."""
+    stripped = v.lstrip()
+    if not stripped:
         return None, "empty value"
+    if object_only and stripped[:1] != b"{":
+        kind = _KINDS.get(stripped[:1], "something else")
+        return None, f"expected a JSON object, got {kind}"
     if nesting_depth(v) > MAX_DEPTH:
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     if b"\n" in v or b"\r" in v:
@@ -81,7 +96,63 @@ def bulk(
         return None
     if table.num_rows != len(docs):
         return None
+    try:
+        table.validate()
+    except pa.ArrowInvalid:
+        # pyarrow's reader builds lists of nulls ([null, null]) with a too short child array
+        return _repair(table)
     return table
+
+
+def _repair(table: pa.Table) -> pa.Table | None:
+    cols = []
+    for col in table.columns:
+        try:
+            col.validate()
+            cols.append(col)
+        except pa.ArrowInvalid:
+            cols.append(pa.array(_rebuild(col), col.type))
+    out = pa.Table.from_arrays(cols, schema=table.schema)
+    try:
+        out.validate(full=True)
+    except pa.ArrowInvalid:
+        return None
+    return out
+
+
+def _rebuild(col: pa.ChunkedArray) -> list[Any]:
+    """Python values of a column whose lists of nulls are malformed (offsets read only)."""
+    values: list[Any] = []
+    for chunk in col.chunks:
+        values.extend(_values(chunk))
+    return values
+
+
+def _values(arr: pa.Array) -> list[Any]:
+    t = arr.type
+    valid = arr.is_valid().to_pylist()
+    if pa.types.is_null(t):
+        return [None] * len(arr)
+    if pa.types.is_list(t):
+        offsets = arr.offsets.to_pylist()
+        child = _values(arr.values) if not pa.types.is_null(t.value_type) else None
+        out: list[Any] = []
+        for i in range(len(arr)):
+            if not valid[i]:
+                out.append(None)
+            elif child is None:
+                out.append([None] * (offsets[i + 1] - offsets[i]))
+            else:
+                out.append(child[offsets[i] : offsets[i + 1]])
+        return out
+    if pa.types.is_struct(t):
+        fields = {f.name: _values(arr.field(k)) for k, f in enumerate(t)}
+        return [
+            {name: vals[i] for name, vals in fields.items()} if valid[i] else None
+            for i in range(len(arr))
+        ]
+    out_values: list[Any] = arr.to_pylist()
+    return out_values
 
 
 def parse_each(docs: Sequence[bytes]) -> tuple[list[Any], dict[int, str]]:

@@ -19,14 +19,17 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from formats.decoders.base import META_ENCODING
+from formats.decoders.base import META_ENCODING, Decoded
 from formats.decoders.registry import RegistrySchema, UnknownSchema
 from formats.decoders.registry_arrow import Loaded, RegistryArrowDecoder
 from formats.decoders.wire import HEADER, read_varint
+
+if TYPE_CHECKING:
+    from s3sink.records import RecordBatch
 
 Reader = Callable[[Any], Any]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -206,7 +209,26 @@ def message_indexes(value: bytes) -> tuple[list[int], int]:
 
 
 class ProtobufDecoder(RegistryArrowDecoder):
+    """One message type per schema id: the one the first record with that id names (records of
+    another message type of the same schema file are bad records)."""
+
     kind = "PROTOBUF"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._paths: dict[int, list[int]] = {}
+
+    def decode(self, batch: RecordBatch) -> Decoded:
+        for v in batch.values:
+            if v is None or len(v) < HEADER + 1 or v[0] != 0:
+                continue
+            sid = int.from_bytes(v[1:HEADER], "big")
+            if sid not in self._paths:
+                try:
+                    self._paths[sid] = message_indexes(v)[0]
+                except ValueError:
+                    continue
+        return super().decode(batch)
 
     def _file(self, pool: Any, rs: RegistrySchema, name: str, seen: set[str]) -> Any:
         from google.protobuf import descriptor_pb2
@@ -250,7 +272,7 @@ class ProtobufDecoder(RegistryArrowDecoder):
             hit = types.get(key)
             if hit is not None:
                 return hit
-            desc = fd.message_types[path[0]]
+            desc = top[path[0]]
             for i in path[1:]:
                 desc = desc.nested_types[i]
             typ, read = converter.message(desc)
@@ -258,7 +280,10 @@ class ProtobufDecoder(RegistryArrowDecoder):
             types[key] = (cls, typ, read)
             return types[key]
 
-        _, first_type, _ = resolve([0])
+        try:
+            _, first_type, _ = resolve(self._paths.get(schema_id, [0]))
+        except IndexError:
+            raise UnknownSchema(f"schema {schema_id} has no message at the given index") from None
         schema = pa.schema(list(first_type))
 
         def parse(values: list[bytes]) -> tuple[pa.Table, dict[int, str]]:
@@ -270,8 +295,8 @@ class ProtobufDecoder(RegistryArrowDecoder):
                     cls, typ, read = resolve(path)
                     if typ is not first_type and not typ.equals(first_type):
                         raise ValueError(
-                            f"message {cls.DESCRIPTOR.full_name} is not the schema's first "
-                            "message type (one message type per schema id is supported)"
+                            f"message {cls.DESCRIPTOR.full_name} differs from the message type "
+                            "of earlier records with this schema id (one per id is supported)"
                         )
                     msg = cls()
                     msg.ParseFromString(v[pos:])

@@ -85,7 +85,10 @@ class SchemaRegistryServer:
 
     def start(self) -> SchemaRegistryServer:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="schema-registry", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="schema-registry",
+            daemon=True,
         )
         self._thread.start()
         return self
