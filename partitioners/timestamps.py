@@ -56,8 +56,10 @@ def field_timestamps(
         return pa.nulls(n, pa.int64()), dict.fromkeys(range(n), f"no field {name!r} in the record")
     ms, errors = to_epoch_ms(col, unit, zone)
     if ms.null_count > len(errors):
+        valid = col.is_valid().to_pylist()
         for i in pc.indices_nonzero(pc.is_null(ms)).to_pylist():
-            errors.setdefault(i, f"timestamp field {name!r} is null")
+            reason = "is out of range (years 1 to 9999)" if valid[i] else "is null"
+            errors.setdefault(i, f"timestamp field {name!r} {reason}")
     ms, errors = _check_range(ms, errors, name)
     return ms, errors
 
@@ -80,9 +82,7 @@ def to_epoch_ms(col: pa.Array, unit: str, zone: ZoneInfo) -> tuple[pa.Array, dic
         col = col.cast(t.value_type)
         t = col.type
     if pa.types.is_timestamp(t):
-        if t.tz is None:
-            col = col.cast(pa.timestamp(t.unit, "UTC"))
-        return col.cast(pa.timestamp("ms", "UTC"), safe=False).cast(pa.int64()), {}
+        return _floor_ms(col.cast(pa.int64()), t.unit), {}
     if pa.types.is_date(t):
         return col.cast(pa.timestamp("ms")).cast(pa.int64()), {}
     if pa.types.is_integer(t) or pa.types.is_floating(t):
@@ -95,8 +95,22 @@ def to_epoch_ms(col: pa.Array, unit: str, zone: ZoneInfo) -> tuple[pa.Array, dic
     }
 
 
+_PER_MS = {"s": None, "ms": 1, "us": 1000, "ns": 1_000_000}
+
+
+def _floor_ms(ticks: pa.Array, unit: str) -> pa.Array:
+    """Epoch ms of int64 ticks in ``unit``, rounded down (also before 1970)."""
+    if unit == "s":
+        return pc.multiply(ticks, 1000)
+    k = _PER_MS[unit] or 1
+    if k == 1:
+        return ticks
+    q = pc.divide(ticks, k)  # truncates toward zero
+    return pc.if_else(pc.greater(pc.multiply(q, k), ticks), pc.subtract(q, 1), q)
+
+
 def _epoch_numbers(col: pa.Array, unit: str) -> pa.Array:
-    x = col.cast(pa.float64())
+    x = col.cast(pa.float64(), safe=False)
     if unit == "auto":
         mag = pc.abs(x)
         scale = pc.if_else(
@@ -117,7 +131,7 @@ def _epoch_numbers(col: pa.Array, unit: str) -> pa.Array:
 def _parse_strings(col: pa.Array, unit: str, zone: ZoneInfo) -> tuple[pa.Array, dict[int, str]]:
     try:  # fast path: every string has a zone offset (or Z)
         ns = col.cast(pa.timestamp("ns", "UTC"))
-        return ns.cast(pa.timestamp("ms", "UTC"), safe=False).cast(pa.int64()), {}
+        return _floor_ms(ns.cast(pa.int64()), "ns"), {}
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     errors: dict[int, str] = {}
