@@ -177,6 +177,7 @@ class Sink:
         self._takeover_pool = ThreadPoolExecutor(TAKEOVER_WORKERS, thread_name_prefix="takeover")
         self._consumer: Any = None
         self._conf: dict[str, Any] = {}
+        self._admin: Any = None
         self._catchup: dict[tuple[str, int], _CatchupTarget] | None = None
         self._rng = random.Random()
         self.ready = threading.Event()
@@ -363,16 +364,42 @@ class Sink:
         )
 
         def initial() -> int:
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )
             reset = str(self._conf.get("auto.offset.reset", "earliest"))
-            return int(high if reset in ("latest", "largest", "end") else low)
+            latest = reset in ("latest", "largest", "end")
+            return self._list_offsets([(topic, partition)], latest=latest)[(topic, partition)]
 
         result = plog.takeover(hint, initial)
         self.metrics.inc("takeovers_total", 1, tp=f"{topic}-{partition}")
         self.metrics.observe("takeover_seconds", self.clock.monotonic() - started)
         return PartitionWriter(self.ctx, topic, partition, plog, result.fence.end)
+
+    def _admin_client(self) -> Any:
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            conf = {
+                k: v
+                for k, v in self._conf.items()
+                if k.startswith(("bootstrap.", "security.", "ssl.", "sasl.", "client.", "socket."))
+            }
+            self._admin = AdminClient(conf)
+        return self._admin
+
+    def _list_offsets(
+        self, keys: Sequence[tuple[str, int]], *, latest: bool
+    ) -> dict[tuple[str, int], int]:
+        """Earliest or latest (last stable, read_committed) offsets, in one request."""
+        from confluent_kafka import IsolationLevel
+        from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
+
+        OffsetSpec: Any = _OffsetSpec
+        spec = OffsetSpec.latest() if latest else OffsetSpec.earliest()
+        futures = self._admin_client().list_offsets(
+            {TopicPartition(t, p): spec for t, p in keys},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=30,
+        )
+        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
 
     def _hints_for(self, consumer: Any, parts: Sequence[Any]) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
@@ -410,12 +437,17 @@ class Sink:
             for p in parts
         }
         assigned = []
+        if self._catchup is not None:
+            new = [k for k in futures if k not in self._catchup]
+            if new:
+                for k, end in self._list_offsets(new, latest=True).items():
+                    self._catchup[k] = _CatchupTarget(end)
         for key, fut in futures.items():
             writer = fut.result()
             self.state.writers[key] = writer
             assigned.append(TopicPartition(key[0], key[1], writer.position))
             if self._catchup is not None:
-                self._set_catchup_target(consumer, key, writer.position)
+                self._catchup[key].done = writer.position >= self._catchup[key].end
         if _incremental(self._conf):
             consumer.incremental_assign(assigned)
         else:
@@ -423,16 +455,6 @@ class Sink:
         self.metrics.set("assigned_partitions", len(self.state.writers))
         self.ready.set()
         log.info("assigned %d partition(s), ready", len(assigned))
-
-    def _set_catchup_target(self, consumer: Any, key: tuple[str, int], position: int) -> None:
-        if self._catchup is None:
-            return
-        existing = self._catchup.get(key)
-        if existing is None:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(*key), timeout=10)
-            existing = _CatchupTarget(int(high))
-            self._catchup[key] = existing
-        existing.done = position >= existing.end
 
     def _release(self, consumer: Any, parts: list[Any], *, commit: bool) -> None:
         keys = [(p.topic, p.partition) for p in parts]
