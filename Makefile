@@ -10,11 +10,10 @@ STAMP := $(VENV)/.s3sink-installed
 
 .PHONY: demo test unit lint types install lock
 
-# The main job on the embedded default. Placeholder until the sink is wired: brings up the
-# local stack (real Kafka + S3) and prints how to reach it.
+# The main job on the embedded default: local Kafka + S3 endpoint, sample data, catch-up,
+# verify, and a DuckDB query over the output. `s3sink local down` stops the stack.
 demo: $(STAMP)
-	@echo "make demo: bringing up the local stack (the sink job itself is not wired yet)" >&2
-	$(BIN)/s3sink local up
+	$(BIN)/s3sink demo
 
 test: lint types
 	@$(BIN)/python -m pytest; rc=$$?; \

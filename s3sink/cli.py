@@ -19,9 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from s3sink.commands import add_parsers
+    from s3sink.demo import add_parser as add_demo
     from s3sink.local.cli import add_parser as add_local
 
     add_parsers(sub)
+    add_demo(sub)
     add_local(sub)
     return parser
 
