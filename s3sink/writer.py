@@ -153,7 +153,9 @@ class PartitionWriter:
 
     def _handle_nulls(self, batch: RecordBatch) -> RecordBatch:
         mode = self.ctx.config.behavior_on_null_values
-        if mode == "write":
+        # A format may keep tombstones itself (``backup``): an optional ``accepts_nulls()``.
+        accepts = getattr(self.ctx.format, "accepts_nulls", None)
+        if mode == "write" or (accepts is not None and accepts()):
             return batch
         nulls = [i for i, v in enumerate(batch.values) if v is None]
         if mode == "ignore":
