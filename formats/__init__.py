@@ -16,6 +16,7 @@ BUILTIN = {
     "bytearray": "formats.bytearray:ByteArrayFormat",
     "parquet": "formats.parquet:ParquetFormat",
     "avro": "formats.avro:AvroFormat",
+    "backup": "formats.backup:BackupFormat",
 }
 
 #: Confluent class names -> short names.
