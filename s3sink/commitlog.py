@@ -245,8 +245,12 @@ class PartitionLog:
         checkpoint = self.read_checkpoint()
         hints = [h for h in (hint_seq, checkpoint.seq if checkpoint else None) if h is not None]
         hint = max(hints) if hints else None
+        # Markers read so far, kept across retries: a commit seen before a competing fence
+        # landed may still be unpublished, and its files must be rolled forward, not deleted.
+        seen: dict[int, Marker] = {}
         for _attempt in range(20):
-            markers = self.markers_from(hint)
+            seen.update((m.seq, m) for m in self.markers_from(hint))
+            markers = [seen[s] for s in sorted(seen)]
             last = markers[-1] if markers else None
             if last is None:
                 start = initial_offset()
