@@ -111,6 +111,10 @@ class Committer:
             except BaseException as exc:
                 _abort(pending)
                 if isinstance(exc, FencedError):
+                    # Our marker is not in the log (its slot holds another attempt's), so no
+                    # one will ever reference these files: delete what reached staging. Only
+                    # when fenced: after any other failure the marker may have landed.
+                    _delete_staged(writer, pending)
                     self._metrics.inc("fenced_total", 1, tp=writer.tp)
                     log.warning("%s: fenced: %s", writer.tp, exc)
                 else:
@@ -160,6 +164,15 @@ class Committer:
             pending.reason.value,
         )
         self._on_committed(writer, marker)
+
+
+def _delete_staged(writer: PartitionWriter, pending: PendingCommit) -> None:
+    for f in pending.files:
+        try:
+            writer.ctx.storage.delete(f.staging_key)
+        except Exception:
+            # the next takeover deletes staging files of older epochs anyway
+            log.debug("delete of %s failed", f.staging_key, exc_info=True)
 
 
 def _abort(pending: PendingCommit) -> None:

@@ -25,9 +25,16 @@ from s3sink.commitlog import (
     marker_key,
     staging_prefix,
 )
+from s3sink.committer import Committer
+from s3sink.config import parse
+from s3sink.context import build_context
 from s3sink.errors import CommitLogError, FencedError, TransientStorageError
+from s3sink.metrics import Metrics
+from s3sink.records import RecordBatch
+from s3sink.rotation import RotationReason
 from s3sink.storage.memory import FaultCall, MemoryStorage
 from s3sink.storage.retry import RetryPolicy, call_with_retry
+from s3sink.writer import PartitionWriter, WriterStatus
 
 TOPIC = "orders"
 P = 3
@@ -466,3 +473,66 @@ def test_a_wrong_hint_falls_back_to_reading_the_log(storage: MemoryStorage) -> N
     storage.delete(checkpoint_key(TOPIC, P))
     result = new_log(storage, "b").takeover(10_000, lambda: 0)  # a hint from another log
     assert result.fence.seq == 20 and result.fence.end == 19
+
+
+# -- the committer: a fenced writer cleans up after itself -----------------------------------
+
+
+def _writer(storage: MemoryStorage, name: str) -> tuple[PartitionWriter, Committer, Metrics]:
+    cfg = parse(
+        {
+            "name": "protocol",
+            "topics": TOPIC,
+            "bootstrap.servers": "127.0.0.1:9",
+            "storage.url": "file:///unused",
+            "format.class": "json",
+            "flush.size": "1000",
+        },
+        environ={},
+    )
+    clock = ManualClock()
+    metrics = Metrics()
+    committer = Committer(workers=2, clock=clock, metrics=metrics, on_committed=lambda w, m: None)
+    ctx = build_context(cfg, storage, clock, metrics, committer)
+    plog = PartitionLog(storage, TOPIC, P, name, f"{name}-a", clock)
+    fence = plog.takeover(None, lambda: 0).fence
+    return PartitionWriter(ctx, TOPIC, P, plog, fence.end), committer, metrics
+
+
+def _batch(first: int, last: int) -> RecordBatch:
+    offsets = list(range(first, last + 1))
+    return RecordBatch(
+        TOPIC,
+        P,
+        offsets=offsets,
+        timestamps=[1_700_000_000_000] * len(offsets),
+        timestamp_types=[1] * len(offsets),
+        keys=[None] * len(offsets),
+        values=[b'{"id":%d}' % o for o in offsets],
+        headers=[None] * len(offsets),
+    )
+
+
+def test_a_fenced_writer_drops_its_files_and_deletes_its_staging(storage: MemoryStorage) -> None:
+    old, old_committer, metrics = _writer(storage, "old")
+    old.append(_batch(0, 9))
+    old.seal(RotationReason.FLUSH_SIZE)
+    assert old_committer.wait_idle(old, 10)
+    assert old.status is WriterStatus.ACTIVE
+    new, new_committer, _ = _writer(storage, "new")  # fences "old"
+    old.append(_batch(10, 19))
+    old.seal(RotationReason.SCHEDULE)  # uploads to staging, then the marker PUT loses
+    assert old_committer.wait_idle(old, 10)
+    assert old.status is WriterStatus.FAILED  # type: ignore[comparison-overlap]
+    assert isinstance(old.failure, FencedError)
+    assert metrics.total("fenced_total") == 1
+    assert staged(storage) == [], "the fenced writer left its staging files behind"
+    assert sorted(ids_in(storage)) == list(range(10))
+    # the new owner resumes where the log ends, not where the fenced writer was
+    assert new.position == 10
+    new.append(_batch(10, 19))
+    new.seal(RotationReason.FLUSH_SIZE)
+    assert new_committer.wait_idle(new, 10)
+    assert sorted(ids_in(storage)) == list(range(20))
+    old_committer.shutdown()
+    new_committer.shutdown()
