@@ -513,6 +513,10 @@ class LocalUpload:
         self._size = 0
         self._state: Literal["open", "completed", "aborted"] = "open"
 
+    def buffered_bytes(self) -> int:
+        """Nothing is held in memory: writes go straight to a temporary file."""
+        return 0
+
     @_os_boundary
     def write(self, data: bytes | memoryview) -> None:
         if self._state != "open":

@@ -222,6 +222,9 @@ class MemoryUpload:
         self._parts: list[bytes] = []
         self._state: Literal["open", "completed", "aborted"] = "open"
 
+    def buffered_bytes(self) -> int:
+        return sum(len(p) for p in self._parts)
+
     def write(self, data: bytes | memoryview) -> None:
         if self._state != "open":
             raise StorageError(f"upload of {self.key} is {self._state}; cannot write")

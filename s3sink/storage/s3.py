@@ -774,6 +774,10 @@ class S3Upload:
         self._error: BaseException | None = None
         self._state: Literal["open", "completed", "aborted", "failed"] = "open"
 
+    def buffered_bytes(self) -> int:
+        """Bytes held in memory and not yet sent as a part (for the memory budget)."""
+        return len(self._buf)
+
     def write(self, data: bytes | memoryview) -> None:
         if self._state != "open":
             raise StorageError(f"upload of {self.key} is {self._state}; cannot write")
