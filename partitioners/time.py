@@ -11,7 +11,9 @@ duration to an hour or a day. ``field_time`` puts the ``field`` directories firs
 ``country=FR/year=2024/month=05/day=03/hour=07``.
 
 The work per batch is Arrow kernels plus one ``format`` call per distinct bucket. A record
-without a usable time is reported in ``Encoded.errors`` (handled by ``errors.tolerance``).
+without a usable time is reported in ``Encoded.errors`` (handled by ``errors.tolerance``); a
+tombstone (``behavior.on.null.values=write``) has no fields, so ``RecordField`` places it by its
+Kafka timestamp.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class TimeEncoder:
             arr, errors = record_timestamps(batch.timestamps, batch.timestamp_types)
         else:
             arr, errors = field_timestamps(values, self.field or "", self.unit, self.zone, n)
+            if errors and None in batch.values:
+                arr, errors = _tombstones_by_record_time(batch, arr, errors)
         self._memo = (batch, values, now_ms, arr, errors)
         return arr, errors
 
@@ -128,6 +132,18 @@ class TimeEncoder:
             for name, numeric in self.pattern.segments()
             if name
         )
+
+
+def _tombstones_by_record_time(
+    batch: RecordBatch, arr: pa.Array, errors: dict[int, str]
+) -> tuple[pa.Array, dict[int, str]]:
+    """A tombstone has no fields: it is placed by its Kafka timestamp instead."""
+    times = arr.to_pylist()
+    for i, v in enumerate(batch.values):
+        if v is None and i in errors and batch.timestamps[i] >= 0:
+            times[i] = batch.timestamps[i]
+            del errors[i]
+    return pa.array(times, pa.int64()), errors
 
 
 def _floor_mod(x: pa.Array, w: int) -> pa.Array:

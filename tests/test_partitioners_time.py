@@ -258,3 +258,16 @@ def test_hourly_matches_python(t: int, zone: str) -> None:
         timestamp_field_unit="ms",
     )
     assert encode(config, [0], pa.table({"at": [t]})) == [expected]
+
+
+def test_tombstones_keep_the_time_partitioning() -> None:
+    p = load_partitioner(field_cfg())
+    b = batch([T0, T0 + 3 * 3_600_000])
+    b.values[1] = None
+    col = pa.array(["2024-05-03T07:00:00Z", None])
+    enc = p.encode(b, nested(col), T0)
+    assert not enc.errors
+    assert paths(enc, 2) == [
+        "year=2024/month=05/day=03/hour=07",
+        "year=2024/month=05/day=03/hour=10",
+    ]
