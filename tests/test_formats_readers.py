@@ -11,6 +11,7 @@ parquet    snappy    field_time (country, hourly on field)  json         DuckDB,
 parquet    zstd      hourly (Record) + _kafka metadata      avro (SR)    DuckDB, pyarrow
 parquet    gzip      field (user.name)                      jsonschema   DuckDB
 parquet    none      time (RecordField, 'dt'=YYYY-MM-dd)    protobuf     pyarrow
+parquet    snappy    field (country), on S3 (moto)          json         pyarrow S3FS
 json       gzip      daily (RecordField)                    json         DuckDB read_json
 json       zstd      field (country) + _kafka metadata      avro (SR)    Python (zstd)
 avro       deflate   field (country)                        avro (SR)    fastavro
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import duckdb
 import fastavro
@@ -45,6 +47,7 @@ from partitioners.hive import unescape
 from s3sink.config import parse
 from s3sink.sink import Sink
 from tests.rig.kafka import Deliveries, ProducerRecord, create_topic, produce, unique_name
+from tests.rig.s3 import S3Endpoint
 from tests.rig.schema_registry import SchemaRegistryServer
 from tests.test_decoders_registry import proto_class
 
@@ -159,24 +162,25 @@ def env(kafka_bootstrap: str) -> Iterator[Env]:
         yield Env(kafka_bootstrap, registry, topics)
 
 
-def catchup(env: Env, converter: str, root: Path, **extra: str) -> Path:
+def catchup(env: Env, converter: str, root: Path | None, **extra: str) -> Path:
     topic = env.topics[converter if converter != "bytes" else "json"].name
     raw = {
         "name": unique_name("readers"),
         "topics": topic,
         "bootstrap.servers": env.bootstrap,
-        "storage.url": root.as_uri(),
         "http.listen": "none",
         "flush.size": "15",
         "value.converter": converter,
         "value.converter.schema.registry.url": env.registry.url,
         "key.converter": "string",
     }
+    if root is not None:
+        raw["storage.url"] = root.as_uri()
     raw.update(extra)
     summary = Sink(parse(raw, environ={})).run(catchup=True)
     assert summary.records == N
     assert summary.bad_records == 0
-    return root / "topics" / topic
+    return (root or Path("/")) / "topics" / topic
 
 
 def files(base: Path, suffix: str) -> list[Path]:
@@ -375,6 +379,45 @@ def test_parquet_time_protobuf(env: Env, tmp_path: Path) -> None:
     assert table["dt"].to_pylist() == ["2026-01-01"] * N
     assert table["status"].to_pylist() == ["DONE" if r["id"] % 2 else "NEW" for r in RECORDS]
     assert [x[0]["sku"] for x in table["lines"].to_pylist()] == [r["country"] for r in RECORDS]
+
+
+def test_parquet_on_s3_read_by_pyarrow(env: Env, s3_endpoint: S3Endpoint, s3_bucket: str) -> None:
+    """The same files through a real S3 endpoint, read by pyarrow's S3 filesystem."""
+    from pyarrow import fs
+
+    catchup(
+        env,
+        "json",
+        None,
+        **{
+            "s3.bucket.name": s3_bucket,
+            "store.url": s3_endpoint.url,
+            "s3.region": s3_endpoint.region,
+            "s3.path.style.access.enabled": "true",
+            "aws.access.key.id": s3_endpoint.access_key,
+            "aws.secret.access.key": s3_endpoint.secret_key,
+            "format.class": "parquet",
+            "partitioner.class": "field",
+            "partition.field.name": "country",
+        },
+    )
+    url = urlparse(s3_endpoint.url)
+    s3 = fs.S3FileSystem(
+        access_key=s3_endpoint.access_key,
+        secret_key=s3_endpoint.secret_key,
+        region=s3_endpoint.region,
+        endpoint_override=url.netloc,
+        scheme=url.scheme,
+    )
+    topic = env.topics["json"].name
+    part = ds.partitioning(pa.schema([("country", pa.string())]), flavor="hive")
+    table = ds.dataset(
+        f"{s3_bucket}/topics/{topic}", filesystem=s3, format="parquet", partitioning=part
+    ).to_table()
+    got = sorted(zip(table["id"].to_pylist(), table["country"].to_pylist(), strict=True))
+    assert got == [(r["id"], r["country"] or None) for r in RECORDS]
+    listing = s3.get_file_info(fs.FileSelector(f"{s3_bucket}/_s3sink", recursive=True))
+    assert any("/log/" in i.path for i in listing)  # the commit log, outside the table
 
 
 # -- JSON --------------------------------------------------------------------------------------
