@@ -1,4 +1,4 @@
-"""The sink sub-commands: ``run``, ``catchup``, ``verify``, ``config``."""
+"""The sink sub-commands: ``run``, ``catchup``, ``verify``, ``config``, ``ddl``, ``status``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(handler=cmd_config_check)
     p = csub.add_parser("docs", help="print the configuration reference (Markdown)")
     p.set_defaults(handler=cmd_config_docs)
+
+    from s3sink import ddl, status
+
+    ddl.add_parser(sub, with_config)
+    status.add_parser(sub, with_config)
 
 
 def _load(args: argparse.Namespace) -> SinkConfig:
