@@ -120,8 +120,12 @@ class AvroRecordWriter:
             builder = AvroSchemaBuilder("s3sink")
             if self._wrapped and values.schema.names == ["value"]:
                 value_schema, self._conv = builder.type(values.schema.field("value").type, "Value")
+                # StringConverter values are Avro strings (as Confluent writes them); other
+                # wrapped values (keys, headers, primitive schemas) may be null
                 if meta(values, META_ENCODING) == b"string":
                     value_schema = "string"
+                else:
+                    value_schema = ["null", value_schema]
             else:
                 value_schema, self._conv = builder.record(
                     values.schema, avro_name(batch.topic) or "Record"
