@@ -96,10 +96,8 @@ def read_back(name: str, data: bytes) -> list[Any]:
     if name == "bytearray":
         return data.split(b"\n")[:-1]
     if name == "backup":  # the Kafka records; values are the raw JSON bytes
-        return [
-            None if r["value"] is None else json.loads(r["value"])
-            for r in fastavro.reader(io.BytesIO(data))
-        ]
+        recs: list[Any] = list(fastavro.reader(io.BytesIO(data)))
+        return [None if r["value"] is None else json.loads(r["value"]) for r in recs]
     raise AssertionError(name)
 
 
