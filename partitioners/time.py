@@ -19,7 +19,7 @@ Kafka timestamp.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,7 @@ DAILY_FORMAT = "'year'=YYYY/'month'=MM/'day'=dd"
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 _LOCAL_EPOCH = datetime(1970, 1, 1)
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TimeEncoder:
@@ -91,11 +92,7 @@ class TimeEncoder:
 
     def format(self, times: pa.Array) -> pa.Array:
         """The formatted bucket of every time (null stays null)."""
-        if self._utc:
-            local = times
-        else:
-            ts = times.cast(pa.timestamp("ms", "UTC")).cast(pa.timestamp("ms", self.zone.key))
-            local = pc.local_timestamp(ts).cast(pa.int64())
+        local = times if self._utc else self._to_local(times)
         w = self.width
         bucket = pc.subtract(local, _floor_mod(local, w))
         encoded = bucket.dictionary_encode()
@@ -106,6 +103,20 @@ class TimeEncoder:
             for b in encoded.dictionary.to_pylist()
         ]
         return pa.array(texts, pa.string()).take(encoded.indices)
+
+    def _to_local(self, times: pa.Array) -> pa.Array:
+        """Local wall-clock ms in ``timezone``. Offsets come from Python's zoneinfo, once per
+        distinct minute (Arrow's time zone code gets DST wrong after 2037)."""
+        minutes = pc.subtract(times, _floor_mod(times, 60_000))
+        encoded = minutes.dictionary_encode()
+        offsets = [
+            None if m is None else self._offset_ms(m) for m in encoded.dictionary.to_pylist()
+        ]
+        return pc.add(times, pa.array(offsets, pa.int64()).take(encoded.indices))
+
+    def _offset_ms(self, epoch_ms: int) -> int:
+        aware = (_UTC_EPOCH + timedelta(milliseconds=epoch_ms)).astimezone(self.zone)
+        return (aware.utcoffset() or timedelta(0)) // timedelta(milliseconds=1)
 
     def encode_one(self, now_ms: int) -> str:
         out = self.format(pa.array([now_ms], pa.int64()))[0].as_py()

@@ -23,9 +23,10 @@ import pyarrow.compute as pc
 
 from partitioners.fields import get_field
 
-#: Python's datetime range (years 1..9999), in epoch ms: times outside cannot be formatted.
-MIN_MS = -62_135_596_800_000
-MAX_MS = 253_402_300_799_999
+#: Python's datetime range (years 1..9999, a day of margin for time zones), in epoch ms:
+#: times outside cannot be formatted.
+MIN_MS = -62_135_596_800_000 + 86_400_000
+MAX_MS = 253_402_300_799_999 - 86_400_000
 
 _SCALE_TO_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
 
@@ -34,11 +35,15 @@ def record_timestamps(
     timestamps: list[int], timestamp_types: list[int]
 ) -> tuple[pa.Array, dict[int, str]]:
     arr = pa.array(timestamps, pa.int64())
-    bad = pc.less(arr, 0)
+    bad = pc.or_(pc.less(arr, 0), pc.greater(arr, MAX_MS))
     if not pc.any(bad).as_py():
         return arr, {}
-    idx = pc.indices_nonzero(bad).to_pylist()
-    errors = dict.fromkeys(idx, "the record has no timestamp (timestamp.extractor=Record)")
+    errors = {
+        i: "the record has no timestamp (timestamp.extractor=Record)"
+        if timestamps[i] < 0
+        else "the record timestamp is beyond the year 9999"
+        for i in pc.indices_nonzero(bad).to_pylist()
+    }
     return pc.if_else(bad, pa.scalar(None, pa.int64()), arr), errors
 
 

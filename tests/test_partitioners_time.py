@@ -271,3 +271,20 @@ def test_tombstones_keep_the_time_partitioning() -> None:
         "year=2024/month=05/day=03/hour=07",
         "year=2024/month=05/day=03/hour=10",
     ]
+
+
+def test_dst_after_2037_and_extreme_times() -> None:
+    """Offsets come from zoneinfo (Arrow's tz code misses DST rules after 2037)."""
+    config = field_cfg(timezone="Europe/Paris", timestamp_field_unit="ms")
+    t = ms(2039, 3, 27, 1)  # the spring-forward instant: 03:00 local
+    assert encode(config, [0], nested(pa.array([t]))) == ["year=2039/month=03/day=27/hour=03"]
+    edge = [ms(9999, 12, 29), ms(1, 1, 3), 2**62]
+    enc = load_partitioner(config).encode(batch([0, 0, 0]), nested(pa.array(edge)), T0)
+    assert paths(enc, 3)[:2] == [
+        "year=9999/month=12/day=29/hour=01",
+        "year=0001/month=01/day=03/hour=00",
+    ]
+    assert list(enc.errors) == [2]
+    record = load_partitioner(cfg(partitioner_class="hourly", timezone="Pacific/Kiritimati"))
+    far = record.encode(batch([2**62]), None, T0)
+    assert "9999" in far.errors[0]
