@@ -34,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except S3SinkError as exc:
-        print(f"s3sink: error: {exc}", file=sys.stderr)
+        from s3sink.logs import format_exception
+
+        print(f"s3sink: error: {format_exception(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

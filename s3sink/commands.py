@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from s3sink.config import SinkConfig, docs_markdown, load_config
-from s3sink.logs import setup_logging
+from s3sink.logs import scrub, secret_values, setup_logging
+
+log = logging.getLogger("s3sink")
+
+#: After a second stop signal the process is gone within this long, whatever it was doing
+#: (a hard exit is safe at any point: nothing uncommitted ever becomes visible).
+ABANDON_GRACE_S = 3.0
 
 
 def add_parsers(sub: Any) -> None:
@@ -71,22 +80,45 @@ def _load(args: argparse.Namespace) -> SinkConfig:
 
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[k.strip()] = v
-    return load_config(args.config, overrides=overrides)
+    cfg = load_config(args.config, overrides=overrides)
+    scrub.add(secret_values(cfg))
+    return cfg
 
 
-def _install_signals(stop: Any, abandon: Any) -> None:
+def exit_now(code: int = 0) -> None:
+    """Leave the process at once (commit threads may be in flight: that is safe), after
+    flushing the logs."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _install_signals(
+    stop: Callable[[], None], abandon: Callable[[], None], timeout_ms: int
+) -> None:
+    """First SIGTERM/SIGINT: stop gracefully (commit what is buffered within
+    ``shutdown.timeout.ms``). Second: abandon, and exit within :data:`ABANDON_GRACE_S`."""
     count = [0]
 
     def handler(signum: int, frame: FrameType | None) -> None:
         count[0] += 1
+        name = signal.Signals(signum).name
         if count[0] == 1:
-            sys.stderr.write(
-                f"s3sink: {signal.Signals(signum).name}: committing what is buffered; "
-                "send it again to stop at once\n"
+            log.warning(
+                "%s: committing what is buffered (up to shutdown.timeout.ms=%d); send it again "
+                "to stop at once",
+                name,
+                timeout_ms,
             )
             stop()
-        else:
-            abandon()
+            return
+        log.warning("%s again: stopping at once; buffered records are left to the next owner", name)
+        abandon()
+        if count[0] == 2:
+            timer = threading.Timer(ABANDON_GRACE_S, exit_now, args=(0,))
+            timer.daemon = True
+            timer.start()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
@@ -97,9 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from s3sink.sink import Sink
 
     cfg = _load(args)
-    setup_logging(cfg.log_format, cfg.log_level)
+    setup_logging(cfg.log_format, cfg.log_level, secret_values(cfg))
     sink = Sink(cfg)
-    _install_signals(sink.stop, sink.abandon)
+    _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
     from s3sink.http import start_http
 
     server = start_http(cfg.http_listen, sink)
@@ -108,6 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.shutdown()
+    log.info("stopped%s", "" if sink.clean else " (commits in flight are left to the next owner)")
+    if not sink.clean:
+        exit_now(0)
     return 0
 
 
@@ -115,14 +150,16 @@ def cmd_catchup(args: argparse.Namespace) -> int:
     from s3sink.sink import Sink, progress_printer
 
     cfg = _load(args)
-    setup_logging(cfg.log_format, cfg.log_level)
+    setup_logging(cfg.log_format, cfg.log_level, secret_values(cfg))
     sink = Sink(cfg)
-    _install_signals(sink.stop, sink.abandon)
+    _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
     show = None if args.no_progress or not sys.stderr.isatty() else progress_printer()
     summary = sink.run(catchup=True, progress=show)
     if show is not None:
         sys.stderr.write("\n")
     print(summary.text())
+    if not sink.clean:
+        exit_now(0)
     return 0
 
 

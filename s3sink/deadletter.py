@@ -7,6 +7,7 @@ is never lost; after a crash it may be sent again (at least once, as in Kafka Co
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,17 +19,16 @@ from s3sink.records import RecordBatch
 
 
 def make_producer(config: SinkConfig) -> Any:
-    conf: dict[str, Any] = {
-        "bootstrap.servers": config.bootstrap_servers,
-        "enable.idempotence": True,
-        "client.id": f"s3sink-{config.name}-dlq",
-    }
-    # security settings of the consumer apply to the producer too, unless given for it
-    for k, v in config.consumer.items():
-        if k.startswith(("security.", "ssl.", "sasl.")):
-            conf[k] = v
+    from s3sink.kafkaconf import shared_client_config
+    from s3sink.sink import consumer_config
+
+    # the consumer's connection settings (bootstrap, security, TLS, SASL, network) apply to
+    # the producer too, unless given for it under producer.*
+    conf = shared_client_config(consumer_config(config, catchup=False))
+    conf["enable.idempotence"] = True
+    conf["client.id"] = f"s3sink-{config.name}-dlq"
     conf.update(config.producer)
-    return Producer(conf)
+    return Producer(conf, logger=logging.getLogger("s3sink.kafka"))
 
 
 def send_dead_letters(

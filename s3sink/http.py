@@ -1,4 +1,9 @@
-"""The HTTP listener (``http.listen``): ``/metrics``, ``/healthz``, ``/readyz``."""
+"""The HTTP listener (``http.listen``): ``/metrics``, ``/healthz``, ``/readyz``.
+
+``/healthz``: 200 while the consumer loop turns (503 once it has not for
+:data:`STUCK_AFTER_S`). ``/readyz``: 200 once the first assignment's partitions are taken over
+(a member with no partitions is ready too), 503 before that and from the first stop signal on.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +28,14 @@ def start_http(listen: str, sink: Sink) -> ThreadingHTTPServer | None:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/metrics":
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
                 body = sink.metrics.render().encode()
-                self._send(200, body, "text/plain; version=0.0.4")
-            elif self.path == "/healthz":
+                self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/healthz":
                 stuck = sink.clock.monotonic() - sink.last_loop > STUCK_AFTER_S
                 self._send(503 if stuck else 200, b"stuck\n" if stuck else b"ok\n")
-            elif self.path == "/readyz":
+            elif path == "/readyz":
                 ready = sink.ready.is_set()
                 self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
             else:

@@ -10,6 +10,7 @@ offsets are committed after each commit as a progress hint carrying the marker's
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -38,7 +39,8 @@ from s3sink.config import SinkConfig
 from s3sink.context import SinkContext, build_context
 from s3sink.errors import FatalError, S3SinkError
 from s3sink.failpoints import failpoint
-from s3sink.metrics import Metrics
+from s3sink.logs import PartitionName
+from s3sink.metrics import CountingLogStorage, Metrics
 from s3sink.records import RecordBatch
 from s3sink.rotation import RotationReason
 from s3sink.storage.base import Storage
@@ -48,6 +50,11 @@ log = logging.getLogger("s3sink.sink")
 
 HINT_PREFIX = "s3sink:seq="
 TAKEOVER_WORKERS = 32
+#: librdkafka statistics (the end offsets behind consumer_lag) unless the user sets
+#: consumer.statistics.interval.ms (0 turns them off).
+STATS_INTERVAL_MS = 5000
+#: How often a waiting stop looks for a second signal (abandon).
+_STOP_POLL_S = 0.1
 
 
 def storage_from_config(config: SinkConfig, metrics: Metrics | None = None) -> Storage:
@@ -85,6 +92,7 @@ def consumer_config(config: SinkConfig, *, catchup: bool) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
         "client.id": f"s3sink-{config.name}",
+        "statistics.interval.ms": STATS_INTERVAL_MS,
     }
     user = dict(config.consumer)
     if user.get("group.protocol", "classic") != "consumer":
@@ -182,26 +190,67 @@ class Sink:
         self._rng = random.Random()
         self.ready = threading.Event()
         self.last_loop = self.clock.monotonic()
+        #: When stop() was first called (monotonic); shutdown.timeout.ms counts from here.
+        self._stopping_since: float | None = None
+        #: False when run() returned with commits possibly still in flight (abandoned, or
+        #: shutdown.timeout.ms ran out): the caller should exit the process without waiting.
+        self.clean = True
+        #: Partition end offsets (last stable offset with read_committed) from librdkafka stats.
+        self._ends: dict[tuple[str, int], int] = {}
+        self._log_storage: Storage = CountingLogStorage(self.storage, self.metrics)
         self.metrics.set("buffer_memory_budget_bytes", config.buffer_memory_bytes)
+        self.metrics.set("ready", 0)
+        self.metrics.add_collector(self._collect)
         for note in config.notes:
             log.info("config: %s", note)
 
     # -- public ------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Finish gracefully: commit what is buffered, then return."""
+        """Finish gracefully: commit what is buffered (within ``shutdown.timeout.ms``), return."""
+        if self._stopping_since is None:
+            self._stopping_since = self.clock.monotonic()
+        self._set_ready(False)
         self._stop.set()
 
     def abandon(self) -> None:
         """Stop at once; nothing uncommitted becomes visible."""
         self._abandon.set()
-        self._stop.set()
+        self.stop()
+
+    def _shutdown_left(self) -> float:
+        """Seconds left of shutdown.timeout.ms since stop() (the whole budget before it)."""
+        budget = self.config.shutdown_timeout_ms / 1000
+        if self._stopping_since is None:
+            return budget
+        return max(0.0, budget - (self.clock.monotonic() - self._stopping_since))
+
+    def _wait_commits(self, writer: PartitionWriter | None, timeout: float) -> bool:
+        """Wait for the committer (one writer, or all) up to ``timeout``; gives up early on
+        abandon. Keeps /healthz fresh while it waits."""
+        deadline = self.clock.monotonic() + timeout
+        while True:
+            left = deadline - self.clock.monotonic()
+            if self.committer.wait_idle(writer, max(0.0, min(_STOP_POLL_S, left))):
+                return True
+            self.last_loop = self.clock.monotonic()
+            if left <= 0 or self._abandon.is_set():
+                return False
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready:
+            self.ready.set()
+        else:
+            self.ready.clear()
+        self.metrics.set("ready", 1 if ready else 0)
 
     def run(
         self, *, catchup: bool = False, progress: Callable[[int, int], None] | None = None
     ) -> Summary:
         started = self.clock.monotonic()
         self._conf = consumer_config(self.config, catchup=catchup)
-        consumer = Consumer(self._conf, logger=logging.getLogger("s3sink.kafka"))
+        consumer = Consumer(
+            {**self._conf, "stats_cb": self._on_stats}, logger=logging.getLogger("s3sink.kafka")
+        )
         self._consumer = consumer
         topics = list(self.config.topics) or [f"^{self.config.topics_regex}"]
         if catchup:
@@ -215,17 +264,25 @@ class Sink:
             if not self._abandon.is_set():
                 self._finish(RotationReason.CATCHUP_END if catchup else RotationReason.SHUTDOWN)
         finally:
-            if self._abandon.is_set():
-                for w in self.state.writers.values():
+            self._set_ready(False)
+            abandoned = self._abandon.is_set()
+            if abandoned:
+                # drop open files and whatever waits in the committer's queues; a commit in
+                # flight may still land (then it is complete and published, or rolled
+                # forward by the next owner): nothing uncommitted becomes visible
+                for w in list(self.state.writers.values()):
+                    w.fail(FatalError("abandoned on a second stop signal"))
                     w.abandon()
                 self.state.writers.clear()
+                log.warning("stopping at once: buffered records are left to the next owner")
             try:
                 consumer.close()
             except KafkaException as exc:
                 log.warning("closing the consumer: %s", exc)
-            self.committer.shutdown()
+            self.clean = self.committer.wait_idle(None, 0)
+            self.committer.shutdown(wait=self.clean)
             self._takeover_pool.shutdown(wait=True)
-            if self._dlq is not None:
+            if self._dlq is not None and not abandoned:
                 self._dlq.flush(30)
         summary.seconds = self.clock.monotonic() - started
         summary.records = int(self.metrics.total("records_committed_total"))
@@ -298,6 +355,45 @@ class Sink:
             return
         log.warning("Kafka: %s", err.str())
 
+    # -- statistics and gauges ---------------------------------------------------------------
+    def _on_stats(self, raw: str) -> None:
+        """librdkafka statistics (on the consumer thread): remember the end offsets."""
+        try:
+            stats = json.loads(raw)
+        except ValueError:
+            return
+        read_committed = self._conf.get("isolation.level") == "read_committed"
+        field = "ls_offset" if read_committed else "hi_offset"
+        for topic, t in (stats.get("topics") or {}).items():
+            for pid, p in (t.get("partitions") or {}).items():
+                with contextlib.suppress(ValueError, TypeError):
+                    partition, end = int(pid), int(p.get(field, -1))
+                    if partition >= 0 and end >= 0 and (topic, partition) in self.state.writers:
+                        self._ends[(topic, partition)] = end
+
+    def _collect(self, metrics: Metrics) -> None:
+        """Before each render: lag per partition, paused partitions, storage retries."""
+        writers = dict(self.state.writers)
+        for key, rec in list(self.state.recovering.items()):
+            writers.setdefault(key, rec.writer)
+        for key, w in writers.items():
+            end = self._ends.get(key)
+            if end is None:
+                continue
+            metrics.set("consumer_lag", max(0, end - w.position), tp=w.tp)
+            latest = w.log.latest
+            if latest is not None:
+                metrics.set("committed_lag", max(0, end - latest.end), tp=w.tp)
+        recovering = set(self.state.recovering)
+        paused = set(self.state.paused)
+        metrics.set("paused_partitions", len(paused - recovering), reason="backpressure")
+        metrics.set("paused_partitions", len(paused & recovering), reason="recovery")
+        stats = getattr(self.storage, "retry_stats", None)
+        if stats is not None:
+            for cause, n in stats.causes().items():
+                metrics.set_total("storage_retries_total", n, cause=cause)
+            metrics.set_total("storage_retries_exhausted_total", stats.exhausted)
+
     def _enforce_memory(self) -> None:
         budget = self.config.buffer_memory_bytes
         writers = list(self.state.writers.values())
@@ -331,7 +427,6 @@ class Sink:
             if to_resume:
                 consumer.resume([TopicPartition(t, p) for t, p in to_resume])
             self.state.paused.difference_update(to_resume)
-        self.metrics.set("paused_partitions", len(self.state.paused))
 
     # -- commits and hints -------------------------------------------------------------------
     def _on_committed(self, writer: PartitionWriter, marker: Marker) -> None:
@@ -360,7 +455,7 @@ class Sink:
     def _takeover(self, topic: str, partition: int, hint: int | None) -> PartitionWriter:
         started = self.clock.monotonic()
         plog = PartitionLog(
-            self.storage, topic, partition, self.writer_id, uuid.uuid4().hex[:16], self.clock
+            self._log_storage, topic, partition, self.writer_id, uuid.uuid4().hex[:16], self.clock
         )
 
         def initial() -> int:
@@ -369,7 +464,7 @@ class Sink:
             return self._list_offsets([(topic, partition)], latest=latest)[(topic, partition)]
 
         result = plog.takeover(hint, initial)
-        self.metrics.inc("takeovers_total", 1, tp=f"{topic}-{partition}")
+        self.metrics.inc("takeovers_total", 1, tp=PartitionName(topic, partition))
         self.metrics.observe("takeover_seconds", self.clock.monotonic() - started)
         return PartitionWriter(self.ctx, topic, partition, plog, result.fence.end)
 
@@ -377,12 +472,11 @@ class Sink:
         if self._admin is None:
             from confluent_kafka.admin import AdminClient
 
-            conf = {
-                k: v
-                for k, v in self._conf.items()
-                if k.startswith(("bootstrap.", "security.", "ssl.", "sasl.", "client.", "socket."))
-            }
-            self._admin = AdminClient(conf)
+            from s3sink.kafkaconf import shared_client_config
+
+            self._admin = AdminClient(
+                shared_client_config(self._conf), logger=logging.getLogger("s3sink.kafka")
+            )
         return self._admin
 
     def _list_offsets(
@@ -428,6 +522,8 @@ class Sink:
         if not parts:
             if not _incremental(self._conf):
                 consumer.assign([])
+            if not self._stop.is_set():
+                self._set_ready(True)  # a member of the group with nothing to do is ready
             return
         hints = self._hints_for(consumer, parts)
         futures = {
@@ -453,7 +549,8 @@ class Sink:
         else:
             consumer.assign(assigned)
         self.metrics.set("assigned_partitions", len(self.state.writers))
-        self.ready.set()
+        if not self._stop.is_set():
+            self._set_ready(True)
         log.info("assigned %d partition(s), ready", len(assigned))
 
     def _release(self, consumer: Any, parts: list[Any], *, commit: bool) -> None:
@@ -462,9 +559,10 @@ class Sink:
         if commit and not self._abandon.is_set():
             for w in writers:
                 w.seal(RotationReason.REVOKE)
-            deadline = self.config.shutdown_timeout_ms / 1000
+            # one budget for all of them (and, when stopping, what is left of it)
+            deadline = self.clock.monotonic() + self._shutdown_left()
             for w in writers:
-                if not self.committer.wait_idle(w, deadline):
+                if not self._wait_commits(w, max(0.0, deadline - self.clock.monotonic())):
                     log.warning("%s: commit still running at revoke; it will be fenced", w.tp)
             self._commit_hints(consumer, sync=True)
         for w in writers:
@@ -474,6 +572,8 @@ class Sink:
             self.state.writers.pop(k, None)
             self.state.recovering.pop(k, None)
             self.state.paused.discard(k)
+            self._ends.pop(k, None)
+            self.metrics.forget(PartitionName(*k))
             if self._catchup is not None:
                 self._catchup.pop(k, None)
         self.metrics.set("assigned_partitions", len(self.state.writers))
@@ -517,7 +617,7 @@ class Sink:
                 writer = self._takeover(key[0], key[1], None)
             except S3SinkError as exc:
                 rec.not_before = now + min(30.0, 2.0 * rec.failures)
-                log.warning("%s-%d: takeover failed, retrying: %s", key[0], key[1], exc)
+                log.warning("%s: takeover failed, retrying: %s", PartitionName(*key), exc)
                 continue
             del self.state.recovering[key]
             self.state.writers[key] = writer
@@ -555,11 +655,13 @@ class Sink:
     def _finish(self, reason: RotationReason) -> None:
         for w in self.state.writers.values():
             w.seal(reason)
-        timeout = self.config.shutdown_timeout_ms / 1000
-        if not self.committer.wait_idle(None, timeout):
+        if not self._wait_commits(None, self._shutdown_left()):
+            if self._abandon.is_set():
+                return
             log.warning(
-                "commits still running after shutdown.timeout.ms; leaving them to the "
-                "next owner (nothing uncommitted becomes visible)"
+                "commits still running after shutdown.timeout.ms (%d ms); leaving them to "
+                "the next owner (nothing uncommitted becomes visible)",
+                self.config.shutdown_timeout_ms,
             )
         self._commit_hints(self._consumer, sync=True)
         failed = [w for w in self.state.writers.values() if w.status is WriterStatus.FAILED]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from s3sink.commitlog import FileEntry, PartitionLog, staging_prefix
 from s3sink.errors import BadRecordFatal, RecordError
+from s3sink.logs import PartitionName
 from s3sink.records import RecordBatch
 from s3sink.rotation import RotationReason, WriterState, rotate_interval_split, should_rotate
 
@@ -84,7 +85,7 @@ class PartitionWriter:
         self.topic = topic
         self.partition = partition
         self.log = plog
-        self.tp = f"{topic}-{partition}"
+        self.tp = PartitionName(topic, partition)
         #: Next offset this writer expects; records below it are stale and skipped.
         self.position = start_offset
         self.files: dict[str, OpenFile] = {}

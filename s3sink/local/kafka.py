@@ -126,9 +126,19 @@ def new_cluster_id() -> str:
 
 
 def server_properties(
-    *, port: int, controller_port: int, data_dir: Path, extra: Mapping[str, str] | None = None
+    *,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    extra: Mapping[str, str] | None = None,
+    listeners: Mapping[str, tuple[str, int]] | None = None,
 ) -> dict[str, str]:
-    """The broker configuration: one node, loopback only, tuned for tests on a small machine."""
+    """The broker configuration: one node, loopback only, tuned for tests on a small machine.
+
+    ``listeners`` adds client listeners beside ``PLAINTEXT``: name -> (security protocol, port),
+    e.g. ``{"SASL_SSL": ("SASL_SSL", 9094)}``; their ``listener.name.<name>.*`` settings go in
+    ``extra``.
+    """
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -158,6 +168,10 @@ def server_properties(
         "log.retention.ms": "-1",
         "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
     }
+    for name, (protocol, lport) in (listeners or {}).items():
+        props["listeners"] += f",{name}://{LOOPBACK}:{lport}"
+        props["advertised.listeners"] += f",{name}://{LOOPBACK}:{lport}"
+        props["listener.security.protocol.map"] += f",{name}:{protocol}"
     props.update(extra or {})
     return props
 
@@ -191,6 +205,9 @@ class KafkaBroker:
     ``start()`` reuses a broker of this state directory that already runs (idempotent);
     ``stop()`` stops it gracefully (``kill=True``: SIGKILL, as a crash); ``restart()`` both.
     With ``die_with_parent`` the broker is killed when the starting process dies (test rigs).
+    ``extra_listeners`` (name -> security protocol, e.g. ``{"SASL_SSL": "SASL_SSL"}``) opens
+    more client listeners on their own ports (:meth:`listener_bootstrap`); configure them with
+    ``listener.name.<name lower-cased>.*`` keys in ``extra_config``.
     """
 
     def __init__(
@@ -202,11 +219,13 @@ class KafkaBroker:
         heap_opts: str | None = None,
         extra_config: Mapping[str, str] | None = None,
         die_with_parent: bool = False,
+        extra_listeners: Mapping[str, str] | None = None,
     ) -> None:
         self.home = Path(state_dir).resolve() / "kafka"
         self.version = version
         self.heap_opts = heap_opts or os.environ.get("KAFKA_HEAP_OPTS") or DEFAULT_HEAP_OPTS
         self.extra_config = dict(extra_config or {})
+        self.extra_listeners = dict(extra_listeners or {})
         self.die_with_parent = die_with_parent
         self.data_dir = self.home / "data"
         self.logs_dir = self.home / "logs"
@@ -231,6 +250,14 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """``127.0.0.1:<port>`` for ``bootstrap.servers``."""
         return f"{LOOPBACK}:{self.port}"
+
+    def listener_bootstrap(self, name: str) -> str:
+        """``127.0.0.1:<port>`` of the extra listener ``name``."""
+        ports = self._state().get("listener_ports") or {}
+        port = ports.get(name) if isinstance(ports, dict) else None
+        if not isinstance(port, int):
+            raise LocalStackError(f"the Kafka broker in {self.home} has no listener {name}")
+        return f"{LOOPBACK}:{port}"
 
     @property
     def log_path(self) -> Path:
@@ -287,6 +314,14 @@ class KafkaBroker:
         controller_port = pick_port(state.get("controller_port"), taken=[port])
         if recorded_port is not None and port != recorded_port:
             log.warning("port %d is taken, Kafka moves to port %d", recorded_port, port)
+        recorded_listeners = state.get("listener_ports")
+        if not isinstance(recorded_listeners, dict):
+            recorded_listeners = {}
+        taken = [port, controller_port]
+        listener_ports: dict[str, int] = {}
+        for name in self.extra_listeners:
+            listener_ports[name] = pick_port(recorded_listeners.get(name), taken=taken)
+            taken.append(listener_ports[name])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         props = server_properties(
@@ -294,6 +329,7 @@ class KafkaBroker:
             controller_port=controller_port,
             data_dir=self.data_dir,
             extra=self.extra_config,
+            listeners={n: (p, listener_ports[n]) for n, p in self.extra_listeners.items()},
         )
         self.config_path.write_text(
             "# Written by s3sink local; regenerated on every start.\n"
@@ -329,7 +365,7 @@ class KafkaBroker:
         write_json(
             self.state_path,
             {"port": port, "controller_port": controller_port, "cluster_id": cluster_id,
-             "version": self.version},
+             "version": self.version, "listener_ports": listener_ports},
         )  # fmt: skip
         self.process.spawn(
             [*jvm, "kafka.Kafka", str(self.config_path)],

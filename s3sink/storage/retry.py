@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from s3sink.errors import TransientStorageError
 
-__all__ = ["RetryPolicy", "RetryStats", "call_with_retry"]
+__all__ = ["RetryPolicy", "RetryStats", "call_with_retry", "retry_cause"]
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,38 @@ class RetryStats:
     attempts: int = 0
     retries: int = 0
     exhausted: int = 0
+    #: retries by cause (see :func:`retry_cause`)
+    by_cause: dict[str, int] = field(default_factory=dict, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, *, attempts: int = 0, retries: int = 0, exhausted: int = 0) -> None:
+    def add(
+        self, *, attempts: int = 0, retries: int = 0, exhausted: int = 0, cause: str | None = None
+    ) -> None:
         with self._lock:
             self.attempts += attempts
             self.retries += retries
             self.exhausted += exhausted
+            if cause is not None and retries:
+                self.by_cause[cause] = self.by_cause.get(cause, 0) + retries
+
+    def causes(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.by_cause)
+
+
+def retry_cause(exc: BaseException) -> str:
+    """A short cause for a transient failure: the S3 error code (``SlowDown``,
+    ``InternalError``), else the HTTP status, else the underlying exception's class name."""
+    origin = exc.__cause__ or exc
+    response = getattr(origin, "response", None)
+    if isinstance(response, dict):
+        code = (response.get("Error") or {}).get("Code")
+        if code:
+            return str(code)
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        if status:
+            return f"http_{status}"
+    return type(origin).__name__
 
 
 def call_with_retry(
@@ -114,6 +139,6 @@ def call_with_retry(
                 exc,
             )
             if stats is not None:
-                stats.add(retries=1)
+                stats.add(retries=1, cause=retry_cause(exc))
             sleep(delay)
             retry += 1
