@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from formats import load_format
 from formats.decoders import load_value_decoder
+from formats.sidecar import load_sidecar_formats
 from partitioners import load_partitioner
 from s3sink.rotation import RotationPolicy
 
@@ -37,6 +38,10 @@ class SinkContext:
     dead_letter: DeadLetter | None = None
     #: Called before a marker is created, so that dead letters are delivered first.
     before_commit: Callable[[], None] | None = None
+    #: Keys and headers files written next to each data file (store.kafka.keys/headers).
+    sidecars: Mapping[str, Format] = field(default_factory=dict)
+    #: Whether a change of schema between two parts rolls the open files.
+    rolls_on_schema_change: bool = True
 
 
 def policy_from(config: SinkConfig) -> RotationPolicy:
@@ -58,9 +63,13 @@ def build_context(
     dead_letter: DeadLetter | None = None,
     before_commit: Callable[[], None] | None = None,
 ) -> SinkContext:
+    fmt = load_format(config)
+    rolls = getattr(fmt, "rolls_on_schema_change", fmt.needs_values)
     return SinkContext(
         config=config,
-        format=load_format(config),
+        format=fmt,
+        sidecars=load_sidecar_formats(config),
+        rolls_on_schema_change=bool(rolls()),
         partitioner=load_partitioner(config),
         decoder=load_value_decoder(config),
         storage=storage,

@@ -37,7 +37,7 @@ from s3sink.commitlog import Marker, PartitionLog
 from s3sink.committer import Committer, OffsetHint
 from s3sink.config import SinkConfig
 from s3sink.context import SinkContext, build_context
-from s3sink.errors import FatalError, S3SinkError
+from s3sink.errors import FatalError, RetriableError, S3SinkError
 from s3sink.failpoints import failpoint
 from s3sink.logs import PartitionName
 from s3sink.metrics import CountingLogStorage, Metrics
@@ -337,7 +337,13 @@ class Sink:
             batch = RecordBatch.from_messages(topic, partition, ms)
             self.metrics.inc("records_consumed_total", len(batch), tp=w.tp)
             self.metrics.inc("bytes_consumed_total", batch.value_bytes(), tp=w.tp)
-            w.append(batch)
+            try:
+                w.append(batch)
+            except RetriableError as exc:
+                # e.g. the schema registry is down: drop what is open and take the partition
+                # over again after a backoff (it re-reads from the log's end)
+                log.warning("%s: %s; retrying the partition", w.tp, exc)
+                w.fail(exc)
 
     def _kafka_error(self, m: Any, err: Any) -> None:
         code = err.code()
@@ -452,16 +458,23 @@ class Sink:
             log.info("Kafka offset commit (a progress hint) failed: %s", exc)
 
     # -- assignment --------------------------------------------------------------------------
-    def _takeover(self, topic: str, partition: int, hint: int | None) -> PartitionWriter:
+    def _reset_to_latest(self) -> bool:
+        return str(self._conf.get("auto.offset.reset", "earliest")) in ("latest", "largest", "end")
+
+    def _takeover(
+        self, topic: str, partition: int, hint: int | None, start: int | None = None
+    ) -> PartitionWriter:
         started = self.clock.monotonic()
         plog = PartitionLog(
             self._log_storage, topic, partition, self.writer_id, uuid.uuid4().hex[:16], self.clock
         )
 
         def initial() -> int:
-            reset = str(self._conf.get("auto.offset.reset", "earliest"))
-            latest = reset in ("latest", "largest", "end")
-            return self._list_offsets([(topic, partition)], latest=latest)[(topic, partition)]
+            """Where a partition with no log yet starts (auto.offset.reset)."""
+            if start is not None:
+                return start
+            key = (topic, partition)
+            return self._list_offsets([key], latest=self._reset_to_latest())[key]
 
         result = plog.takeover(hint, initial)
         self.metrics.inc("takeovers_total", 1, tp=PartitionName(topic, partition))
@@ -526,11 +539,13 @@ class Sink:
                 self._set_ready(True)  # a member of the group with nothing to do is ready
             return
         hints = self._hints_for(consumer, parts)
+        keys = [(p.topic, p.partition) for p in parts]
+        starts = self._list_offsets(keys, latest=self._reset_to_latest())  # one request
         futures = {
-            (p.topic, p.partition): self._takeover_pool.submit(
-                self._takeover, p.topic, p.partition, hints.get((p.topic, p.partition))
+            key: self._takeover_pool.submit(
+                self._takeover, key[0], key[1], hints.get(key), starts.get(key)
             )
-            for p in parts
+            for key in keys
         }
         assigned = []
         if self._catchup is not None:

@@ -34,6 +34,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("s3sink.writer")
 
 ERRORS_ENCODED = "__s3sink_errors__"
+#: Joins an encoded partition and a sidecar kind (keys, headers) into an open-file key.
+SIDECAR_SEP = "\x00"
+
+
+def _is_data(file_key: str) -> bool:
+    return file_key != ERRORS_ENCODED and SIDECAR_SEP not in file_key
+
+
+def _count(f: OpenFile, sub: RecordBatch, lo: int, hi: int) -> None:
+    f.records += len(sub)
+    f.last_offset = sub.offsets[-1]
+    f.min_ts = lo if f.min_ts is None else min(f.min_ts, lo)
+    f.max_ts = hi if f.max_ts is None else max(f.max_ts, hi)
 
 
 class WriterStatus(enum.Enum):
@@ -57,9 +70,7 @@ class OpenFile:
     schema: str | None = None
 
     def memory(self) -> int:
-        up = getattr(self.upload, "buffered_bytes", None)
-        held = up() if callable(up) else 0
-        return int(held) + self.writer.buffered_bytes()
+        return self.upload.buffered_bytes() + self.writer.buffered_bytes()
 
 
 @dataclass(slots=True)
@@ -97,6 +108,8 @@ class PartitionWriter:
         self.status = WriterStatus.ACTIVE
         self.failure: BaseException | None = None
         self._file_seq = 0
+        self._in_append = False
+        self._pending_bad: list[tuple[RecordBatch, list[str]]] = []
         self.epoch = plog.latest.epoch if plog.latest else 0
 
     # -- accounting --------------------------------------------------------------------------
@@ -112,6 +125,13 @@ class PartitionWriter:
         """Write a batch (records in offset order). Records below ``position`` are skipped."""
         if self.status is not WriterStatus.ACTIVE or not len(batch):
             return
+        self._in_append = True
+        try:
+            self._append(batch)
+        finally:
+            self._in_append = False
+
+    def _append(self, batch: RecordBatch) -> None:
         if batch.offsets[0] < self.position:
             keep = [i for i, o in enumerate(batch.offsets) if o >= self.position]
             if not keep:
@@ -142,8 +162,8 @@ class PartitionWriter:
                 if not len(sub):
                     continue
                 if (
-                    ctx.format.needs_values()
-                    and self.files
+                    ctx.rolls_on_schema_change
+                    and any(_is_data(k) for k in self.files)
                     and part.schema_id is not None
                     and part.schema_id != self.schema
                 ):
@@ -189,8 +209,21 @@ class PartitionWriter:
         if ctx.dead_letter is not None:
             ctx.dead_letter(bad_batch, [bad[i] for i in rows])
         else:
-            self._write_error_file(bad_batch, [bad[i] for i in rows])
+            # written into the error file of the commit that covers their offsets
+            self._pending_bad.append((bad_batch, [bad[i] for i in rows]))
         ctx.metrics.inc("dead_lettered_records_total", len(rows), tp=self.tp)
+
+    def _flush_bad(self, end: int) -> None:
+        """Move pending bad records below ``end`` into this commit's error file."""
+        keep: list[tuple[RecordBatch, list[str]]] = []
+        for b, reasons in self._pending_bad:
+            now = [i for i, o in enumerate(b.offsets) if o < end]
+            later = [i for i, o in enumerate(b.offsets) if o >= end]
+            if now:
+                self._write_error_file(b.take(now), [reasons[i] for i in now])
+            if later:
+                keep.append((b.take(later), [reasons[i] for i in later]))
+        self._pending_bad = keep
 
     def _write_error_file(self, batch: RecordBatch, reasons: Sequence[str]) -> None:
         """Bad records under ``_s3sink/errors/`` in the same commit as the good ones."""
@@ -246,11 +279,6 @@ class PartitionWriter:
             reason = should_rotate(policy, self.state(), now)
             if reason is not None:
                 self.seal(reason)
-            elif policy.rotate_interval_ms > 0 and i < n:
-                # the split point: the next record starts a new file
-                k2 = rotate_interval_split(policy, self.first_record_time, times[i : i + 1])
-                if k2 == 0:
-                    self.seal(RotationReason.ROTATE_INTERVAL)
 
     def _write_chunk(
         self,
@@ -290,20 +318,31 @@ class PartitionWriter:
                 f = self._open(encoded, sub.offsets[0])
                 f.schema = schema
             f.writer.write(sub, stab)
-            f.records += len(sub)
-            f.last_offset = sub.offsets[-1]
             lo, hi = min(st), max(st)
-            f.min_ts = lo if f.min_ts is None else min(f.min_ts, lo)
-            f.max_ts = hi if f.max_ts is None else max(f.max_ts, hi)
+            _count(f, sub, lo, hi)
+            for kind in ctx.sidecars:
+                side_key = f"{encoded}{SIDECAR_SEP}{kind}"
+                side = self.files.get(side_key)
+                if side is None:
+                    side = self._open(encoded, sub.offsets[0], sidecar=kind)
+                side.writer.write(sub, None)
+                _count(side, sub, lo, hi)
             written += len(sub)
-        if written or len(chunk):
+        if len(chunk):
             if self.first_record_time is None and times:
                 self.first_record_time = times[0]
             self.records += len(chunk)
             self.last_written = chunk.offsets[-1]
             ctx.metrics.inc("records_written_total", written, tp=self.tp)
 
-    def _open(self, encoded: str, first_offset: int, *, error_file: bool = False) -> OpenFile:
+    def _open(
+        self,
+        encoded: str,
+        first_offset: int,
+        *,
+        error_file: bool = False,
+        sidecar: str | None = None,
+    ) -> OpenFile:
         ctx = self.ctx
         cfg = ctx.config
         name = (
@@ -313,18 +352,25 @@ class PartitionWriter:
             final = f"_s3sink/errors/{self.topic}/{self.partition}/{name}.json"
         else:
             directory = ctx.partitioner.path(self.topic, encoded)
-            final = f"{cfg.topics_dir}/{directory}/{name}{ctx.format.extension()}"
+            fmt = ctx.format if sidecar is None else ctx.sidecars[sidecar]
+            final = f"{cfg.topics_dir}/{directory}/{name}{fmt.extension()}"
         self._file_seq += 1
         staging = (
             f"{staging_prefix(self.topic, self.partition)}e{self.epoch:010d}/"
             f"{self.log.attempt_id}/{self._file_seq:06d}-{final.rsplit('/', 1)[-1]}"
         )
         upload = ctx.storage.open_upload(staging)
-        writer: RecordWriter = _ErrorLinesWriter() if error_file else ctx.format.open(upload)
+        writer: RecordWriter
+        if error_file:
+            writer = _ErrorLinesWriter()
+        elif sidecar is not None:
+            writer = ctx.sidecars[sidecar].open(upload)
+        else:
+            writer = ctx.format.open(upload)
         f = OpenFile(encoded, final, staging, upload, writer, first_offset)
         if not self.files:
             self.opened_ms = ctx.clock.now_ms()
-        self.files[encoded] = f
+        self.files[encoded if sidecar is None else f"{encoded}{SIDECAR_SEP}{sidecar}"] = f
         ctx.metrics.inc("files_opened_total", 1, tp=self.tp)
         return f
 
@@ -337,13 +383,22 @@ class PartitionWriter:
                 self.seal(reason)
 
     def seal(self, reason: RotationReason) -> None:
-        """Hand the open files to the committer and start afresh."""
-        if not self.files or self.status is not WriterStatus.ACTIVE:
+        """Hand the open files to the committer and start afresh.
+
+        The commit covers every offset below its end. Inside ``append`` that is the record
+        after the last one written; between batches it is the position, so that records
+        skipped or dead-lettered at the tail of a batch are covered too.
+        """
+        if self.status is not WriterStatus.ACTIVE:
+            return
+        end = self.last_written + 1 if self._in_append else self.position
+        self._flush_bad(end)
+        if not self.files:
             return
         files = list(self.files.values())
         pending = PendingCommit(
             files=files,
-            end=self.last_written + 1,
+            end=end,
             reason=reason,
             records=self.records,
             memory=sum(f.memory() for f in files),
@@ -371,6 +426,7 @@ class PartitionWriter:
             except Exception:
                 log.debug("%s: abort of %s failed", self.tp, f.staging_key, exc_info=True)
         self.files = {}
+        self._pending_bad = []
         self.records = 0
         self.opened_ms = None
         self.first_record_time = None
