@@ -31,7 +31,6 @@ from s3sink.errors import (
     NotFoundError,
 )
 from s3sink.failpoints import failpoint
-from s3sink.logs import PartitionName
 from s3sink.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("s3sink.commitlog")
@@ -172,7 +171,7 @@ class PartitionLog:
     # -- reading -----------------------------------------------------------------------------
     @property
     def tp(self) -> str:
-        return PartitionName(self.topic, self.partition)
+        return f"{self.topic}-{self.partition}"
 
     def read_marker(self, seq: int) -> Marker:
         key = marker_key(self.topic, self.partition, seq)
@@ -235,6 +234,21 @@ class PartitionLog:
                 f"(epoch {other.epoch}, {other.kind}); this writer (epoch {marker.epoch}) "
                 "stops writing the partition and re-reads the log",
             ) from None
+
+    def superseded(self) -> Marker | None:
+        """The marker another attempt wrote right after our latest one, if any: we were fenced
+        (e.g. a takeover aborted our upload in flight). Marks this log fenced."""
+        latest = self.latest
+        if latest is None:
+            return None
+        try:
+            other = self.read_marker(latest.seq + 1)
+        except NotFoundError:
+            return None
+        if other.attempt == self.attempt_id:
+            return None  # our own marker landed (its response was lost): not fenced
+        self.fenced = True
+        return other
 
     def takeover(
         self,

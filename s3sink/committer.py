@@ -87,9 +87,8 @@ class Committer:
         with self._lock:
             return self._lock.wait_for(idle, timeout)
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop the workers; ``wait=False`` returns at once (a commit in flight goes on)."""
-        self._pool.shutdown(wait=wait, cancel_futures=False)
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
 
     # -- work --------------------------------------------------------------------------------
     def _drain(self, wid: int) -> None:
@@ -111,6 +110,8 @@ class Committer:
                     _abort(pending)
             except BaseException as exc:
                 _abort(pending)
+                if isinstance(exc, Exception) and not isinstance(exc, FencedError):
+                    exc = _fenced_instead(writer, exc)
                 if isinstance(exc, FencedError):
                     # Our marker is not in the log (its slot holds another attempt's), so no
                     # one will ever reference these files: delete what reached staging. Only
@@ -154,7 +155,6 @@ class Committer:
         self._metrics.inc("commits_total", 1, tp=writer.tp)
         self._metrics.inc("files_committed_total", len(entries), tp=writer.tp)
         self._metrics.inc("records_committed_total", marker.records, tp=writer.tp)
-        self._metrics.inc("bytes_committed_total", sum(e.size for e in entries), tp=writer.tp)
         log.info(
             "%s: committed seq %d offsets [%d, %d): %d records in %d file(s) (%s)",
             writer.tp,
@@ -166,6 +166,26 @@ class Committer:
             pending.reason.value,
         )
         self._on_committed(writer, marker)
+
+
+def _fenced_instead(writer: PartitionWriter, exc: Exception) -> Exception:
+    """A commit that failed because a new owner took the partition over meanwhile (its
+    takeover aborted our upload, deleted our staging file) was fenced, not broken: say so."""
+    try:
+        other = writer.log.superseded()
+    except Exception:
+        return exc
+    if other is None:
+        return exc
+    fenced = FencedError(
+        writer.topic,
+        writer.partition,
+        f"writer {other.writer} took the partition over (epoch {other.epoch}, marker "
+        f"{other.seq}) while this commit was in flight ({exc}); this writer stops writing the "
+        "partition",
+    )
+    fenced.__cause__ = exc
+    return fenced
 
 
 def _delete_staged(writer: PartitionWriter, pending: PendingCommit) -> None:

@@ -536,3 +536,25 @@ def test_a_fenced_writer_drops_its_files_and_deletes_its_staging(storage: Memory
     assert sorted(ids_in(storage)) == list(range(20))
     old_committer.shutdown()
     new_committer.shutdown()
+
+
+def test_a_writer_whose_upload_a_takeover_aborted_is_reported_fenced(
+    storage: MemoryStorage,
+) -> None:
+    """The new owner's takeover aborts uploads of older epochs; the old writer's commit then
+    fails on its upload, before any marker PUT. That is fencing (counted and logged as such),
+    not a broken commit."""
+    old, old_committer, metrics = _writer(storage, "old")
+    old.append(_batch(0, 9))  # an upload in flight
+    new, new_committer, _ = _writer(storage, "new")
+    assert new.log.latest is not None and new.log.latest.seq == 1
+    old.seal(RotationReason.SCHEDULE)
+    assert old_committer.wait_idle(old, 10)
+    assert isinstance(old.failure, FencedError), old.failure
+    assert "took the partition over" in str(old.failure)
+    assert metrics.total("fenced_total") == 1
+    assert metrics.total("commit_failures_total") == 0
+    assert staged(storage) == []
+    assert [m.kind for m in log_markers(storage)] == ["fence", "fence"]
+    old_committer.shutdown()
+    new_committer.shutdown()

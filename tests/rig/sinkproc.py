@@ -46,6 +46,7 @@ __all__ = [
     "IdProducer",
     "LogRecord",
     "SinkProcess",
+    "all_markers",
     "archived_ids",
     "check_archive",
     "percentile",
@@ -276,6 +277,30 @@ class SinkProcess:
                 )
             time.sleep(0.05)
 
+    def pause_on(self, pattern: str, timeout: float) -> str:
+        """SIGSTOP the process as soon as a *new* log line matches ``pattern`` (the log is
+        tailed every few milliseconds); return that line. For catching a step in flight."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.log_path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            partial = b""
+            while time.monotonic() < deadline:
+                chunk = f.read()
+                if not chunk:
+                    if not self.running():
+                        break
+                    time.sleep(0.002)
+                    continue
+                partial += chunk
+                *complete, partial = partial.split(b"\n")
+                for raw in complete:
+                    line = raw.decode("utf-8", "replace")
+                    if rx.search(line):
+                        self.pause()
+                        return line
+        raise TimeoutError(f"{self.name}: no new log line {pattern!r} within {timeout:.0f}s")
+
     def iter_matching(self, pattern: str) -> Iterator[LogRecord]:
         rx = re.compile(pattern)
         for rec in self.records():
@@ -390,10 +415,16 @@ class IdProducer(threading.Thread):
         self.errors: list[str] = []
         self.failure: BaseException | None = None
         self.finished = threading.Event()
-        self._stop_at: int | None = None
+        #: records handed to the producer (all of them acknowledged once ``join_checked`` passed)
+        self.attempted = 0
+        self._stop_requested = threading.Event()
+
+    def stop(self) -> None:
+        """Stop producing early; the ids produced are then ``ids()`` (a prefix of the range)."""
+        self._stop_requested.set()
 
     def ids(self) -> range:
-        return range(self.first, self.first + self.n)
+        return range(self.first, self.first + self.attempted)
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
@@ -407,8 +438,10 @@ class IdProducer(threading.Thread):
             started = time.monotonic()
             for k in range(self.n):
                 i = self.first + k
-                if self.rate and k % 100 == 0:
-                    ahead = k / self.rate - (time.monotonic() - started)
+                if k % 100 == 0:
+                    if self._stop_requested.is_set():
+                        break
+                    ahead = k / self.rate - (time.monotonic() - started) if self.rate else 0
                     if ahead > 0:
                         time.sleep(ahead)
                 value = b'{"id":%d,"pad":"%s"}' % (i, b"x" * (i % 40))
@@ -423,6 +456,7 @@ class IdProducer(threading.Thread):
                         break
                     except BufferError:
                         producer.poll(0.05)
+                self.attempted += 1
                 producer.poll(0)
             left = producer.flush(self.timeout)
             if left:
@@ -438,9 +472,10 @@ class IdProducer(threading.Thread):
             raise TimeoutError(f"producing to {self.topic} did not finish in {timeout:.0f}s")
         if self.failure is not None:
             raise RuntimeError(f"producing to {self.topic} failed: {self.failure!r}")
-        if self.errors or self.produced != self.n:
+        expected = self.attempted if self._stop_requested.is_set() else self.n
+        if self.errors or self.produced != expected:
             raise RuntimeError(
-                f"produced {self.produced} of {self.n} to {self.topic}: {self.errors[:3]}"
+                f"produced {self.produced} of {expected} to {self.topic}: {self.errors[:3]}"
             )
 
 
