@@ -924,13 +924,13 @@ def generate(
     if engine not in ENGINES:
         raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     fmt = format_name(config)
+    names = list(topics) or list(config.topics)
     own_storage = storage is None
-    if storage is None and columns is None and not (from_registry and topics):
+    if storage is None and ((columns is None and not from_registry) or not names):
         from s3sink.sink import storage_from_config
 
         storage = storage_from_config(config)
     try:
-        names = list(topics) or list(config.topics)
         if not names:
             assert storage is not None
             names = topics_for(config, storage, ())

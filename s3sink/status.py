@@ -119,18 +119,20 @@ def _skip_scan(storage: Storage, prefix: str) -> Iterator[str]:
         after = f"{prefix}{head}/\U0010ffff"
 
 
-def log_partitions(storage: Storage, topic: str) -> list[int]:
-    """Partitions of ``topic`` that have a commit log."""
+def log_partitions(storage: Storage, topic: str, *, thorough: bool = True) -> list[int]:
+    """Partitions of ``topic`` that have a commit log: those with a checkpoint (one LIST),
+    and, if ``thorough`` or there is none, those with markers only (a partition whose first
+    takeover stopped before its checkpoint), one LIST per partition."""
     found: set[int] = set()
     cp_prefix = f"{ROOT}/checkpoint/{topic}/"
     for info in storage.list(cp_prefix):
         name = info.key[len(cp_prefix) :]
         if name.endswith(".json") and name[:-5].isdigit():
             found.add(int(name[:-5]))
-    # A partition whose first takeover died before its checkpoint has markers only.
-    for head in _skip_scan(storage, f"{ROOT}/log/{topic}/"):
-        if head.isdigit():
-            found.add(int(head))
+    if thorough or not found:
+        for head in _skip_scan(storage, f"{ROOT}/log/{topic}/"):
+            if head.isdigit():
+                found.add(int(head))
     return sorted(found)
 
 
@@ -141,7 +143,7 @@ def logged_topics(storage: Storage) -> list[str]:
 
 def latest_commits(storage: Storage, topic: str) -> list[Marker]:
     """The latest commit marker of every partition of ``topic`` that has one."""
-    parts = log_partitions(storage, topic)
+    parts = log_partitions(storage, topic, thorough=False)
     with ThreadPoolExecutor(min(READ_WORKERS, max(1, len(parts)))) as pool:
         tails = list(pool.map(lambda p: read_tail(storage, topic, p), parts))
     return [t.last_commit for t in tails if t.last_commit is not None]
@@ -368,7 +370,8 @@ class StatusReport:
                 records, when = str(c.records), _iso(c.created_ms, human=True)
             elif latest is not None:
                 seq, offsets, records = "-", f"(end {latest.end})", "-"
-                when = f"none since seq {p.tail.searched_to}"
+                searched = p.tail.searched_to
+                when = "never" if not searched else f"none since seq {searched}"
             else:
                 seq = offsets = records = when = "-"
             rows.append(
@@ -424,8 +427,11 @@ def status(
         regex = re.compile(config.topics_regex or "(?!)")
         names |= {t for t in logged_topics(storage) if regex.fullmatch(t)}
     for t in names:
-        keys |= {(t, p) for p in broker.partitions.get(t, ())}
-        keys |= {(t, p) for p in log_partitions(storage, t)}
+        if t in broker.partitions:
+            # a log exists only for partitions the broker has (read_tail tells which)
+            keys |= {(t, p) for p in broker.partitions[t]}
+        else:
+            keys |= {(t, p) for p in log_partitions(storage, t)}
     ordered = sorted(keys)
 
     def one(key: tuple[str, int]) -> PartitionStatus:

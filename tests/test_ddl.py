@@ -701,3 +701,81 @@ def test_ddl_from_sink_output_on_s3(
     trino = _create(capsys.readouterr().out, "trino")
     assert [c for c, _ in _columns(trino)][-2:] == ["dt", "hour"]
     assert _trino_with(trino)["format"] == fmt.upper()
+
+
+# ---------------------------------------------------------------------------------------------
+# --schema-from-registry
+
+
+@pytest.fixture
+def registry() -> Iterator[Any]:
+    from tests.rig.schema_registry import SchemaRegistryServer
+
+    with SchemaRegistryServer() as server:
+        yield server
+
+
+ORDER_V1 = {
+    "type": "record",
+    "name": "Order",
+    "fields": [{"name": "id", "type": "long"}],
+}
+ORDER_V2 = {
+    "type": "record",
+    "name": "Order",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "raw", "type": ["null", "bytes"], "default": None},
+        {
+            "name": "amount",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+        },
+    ],
+}
+
+
+def _registry_config(url: str, **extra: str) -> SinkConfig:
+    return _config(
+        **{
+            "value.converter": "io.confluent.connect.avro.AvroConverter",
+            "value.converter.schema.registry.url": url,
+            **extra,
+        }
+    )
+
+
+def test_columns_from_the_latest_registry_schema(registry: Any) -> None:
+    registry.register(f"{TOPIC}-value", json.dumps(ORDER_V1))
+    registry.register(f"{TOPIC}-value", json.dumps(ORDER_V2))
+    parquet = generate(_registry_config(registry.url), from_registry=True)
+    assert "orders-value version 2" in parquet
+    assert _columns(_create(parquet, "athena")) == [
+        ("id", "BIGINT"),
+        ("at", "TIMESTAMP"),
+        ("raw", "BINARY"),
+        ("amount", "DECIMAL(9, 2)"),
+    ]
+    # JSON lines hold binary as base64, times and decimals as text
+    cfg = _registry_config(registry.url, **{"format.class": "json"})
+    assert _columns(_create(generate(cfg, from_registry=True), "hive")) == [
+        ("id", "BIGINT"),
+        ("at", "STRING"),
+        ("raw", "STRING"),
+        ("amount", "STRING"),
+    ]
+    # Avro files carry the registry schema; with _kafka appended when metadata is stored
+    cfg = _registry_config(registry.url, **{"format.class": "avro", "store.kafka.metadata": "true"})
+    create = _create(generate(cfg, from_registry=True), "athena")
+    assert [c for c, _ in _columns(create)] == ["id", "at", "raw", "amount", "_kafka"]
+    literal = next(
+        p.args["value"].this for sp in create.find_all(exp.SerdeProperties) for p in sp.expressions
+    )
+    assert [f["name"] for f in json.loads(literal)["fields"]][-1] == "_kafka"
+
+
+def test_registry_needs_a_registry_converter(registry: Any) -> None:
+    with pytest.raises(ConfigError, match="schema-from-registry"):
+        generate(_config(**{"value.converter": "json"}), from_registry=True)
+    with pytest.raises(FatalError, match="orders-value"):
+        generate(_registry_config(registry.url), from_registry=True)
