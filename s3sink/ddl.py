@@ -420,6 +420,7 @@ class Sample:
     fields: tuple[pa.Field, ...]
     source: str
     avro_schema: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def sample_from_output(storage: Storage, config: SinkConfig, topic: str, fmt: str) -> Sample:
@@ -447,7 +448,16 @@ def sample_from_output(storage: Storage, config: SinkConfig, topic: str, fmt: st
         return Sample(tuple(_columns_from_parquet(data)), source)
     if fmt == "avro":
         text = avro_header_schema(data)
-        return Sample(tuple(_avro_fields(text)), source, text)
+        parsed = json.loads(text)
+        notes: tuple[str, ...] = ()
+        if isinstance(parsed, list):
+            # ["null", record] (behavior.on.null.values=write): the SerDe wants the record
+            text = json.dumps(next(s for s in parsed if s != "null"), separators=(",", ":"))
+            notes = (
+                "the files' schema is a union with null (tombstones are written); the table "
+                "reads its record branch, so a reader fails on a tombstone",
+            )
+        return Sample(tuple(_avro_fields(text)), source, text, notes)
     return Sample(tuple(_columns_from_json(data, where)), source)
 
 
@@ -854,7 +864,7 @@ def build_table(
 ) -> Table:
     fmt = format_name(config)
     specs = partition_specs(config, options or ProjectionOptions())
-    notes: list[str] = []
+    notes: list[str] = list(sample.notes)
     part_names = {p.name for p in specs}
     columns: list[pa.Field] = []
     seen: dict[str, str] = {}

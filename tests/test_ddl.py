@@ -164,7 +164,7 @@ def _parquet(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _avro(schema: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
+def _avro(schema: Any, rows: list[dict[str, Any] | None]) -> bytes:
     import io
 
     import fastavro
@@ -409,6 +409,20 @@ def test_avro_columns_and_schema_literal_come_from_the_header() -> None:
         )
     )
     assert trino["format"] == "AVRO"
+
+
+def test_avro_with_tombstones_reads_the_record_branch() -> None:
+    storage = MemoryStorage()
+    data = _avro(["null", AVRO_SCHEMA], [{"id": 1, "name": None, "at": 0, "tags": []}, None])
+    commit_file(storage, TOPIC, 0, "f.avro", data, records=2, created_ms=1)
+    ddl = generate(_config(**{"format.class": "avro"}), storage=storage)
+    create = _create(ddl, "athena")
+    assert [c for c, _ in _columns(create)] == ["id", "name", "at", "tags"]
+    literal = next(
+        p.args["value"].this for sp in create.find_all(exp.SerdeProperties) for p in sp.expressions
+    )
+    assert json.loads(literal)["type"] == "record"
+    assert "note: the files' schema is a union with null" in ddl
 
 
 def test_without_output_it_says_to_run_catchup_or_pass_columns() -> None:
