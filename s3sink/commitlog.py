@@ -31,6 +31,7 @@ from s3sink.errors import (
     NotFoundError,
 )
 from s3sink.failpoints import failpoint
+from s3sink.logs import PartitionName
 from s3sink.storage.base import ObjectInfo, Storage
 
 log = logging.getLogger("s3sink.commitlog")
@@ -171,7 +172,7 @@ class PartitionLog:
     # -- reading -----------------------------------------------------------------------------
     @property
     def tp(self) -> str:
-        return f"{self.topic}-{self.partition}"
+        return PartitionName(self.topic, self.partition)
 
     def read_marker(self, seq: int) -> Marker:
         key = marker_key(self.topic, self.partition, seq)

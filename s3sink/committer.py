@@ -87,8 +87,9 @@ class Committer:
         with self._lock:
             return self._lock.wait_for(idle, timeout)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=False)
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers; ``wait=False`` returns at once (a commit in flight goes on)."""
+        self._pool.shutdown(wait=wait, cancel_futures=False)
 
     # -- work --------------------------------------------------------------------------------
     def _drain(self, wid: int) -> None:
@@ -155,6 +156,7 @@ class Committer:
         self._metrics.inc("commits_total", 1, tp=writer.tp)
         self._metrics.inc("files_committed_total", len(entries), tp=writer.tp)
         self._metrics.inc("records_committed_total", marker.records, tp=writer.tp)
+        self._metrics.inc("bytes_committed_total", sum(e.size for e in entries), tp=writer.tp)
         log.info(
             "%s: committed seq %d offsets [%d, %d): %d records in %d file(s) (%s)",
             writer.tp,
