@@ -56,6 +56,9 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--topic", action="append", default=[], help="only these topics")
     p.set_defaults(handler=cmd_verify)
+    from s3sink.restore import add_parser as add_restore
+
+    add_restore(sub, with_config)
     cp = sub.add_parser("config", help="check the config or print the reference")
     csub = cp.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     p = with_config(

@@ -1,0 +1,618 @@
+"""``s3sink restore`` against real brokers and real storage.
+
+Records with keys (null, empty, binary), headers (null values, duplicates), tombstones and
+explicit timestamps are archived by the sink in process (``format.class=backup``), then
+restored into a new topic on the same broker and into a second broker; the targets must hold
+the same records byte for byte, in the same per-partition order, read with
+``isolation.level=read_committed``. The restore is also killed with SIGKILL mid-way (inside a
+transaction, and from outside) and run again: nothing lost, nothing repeated.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pyarrow.parquet as pq
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from formats import load_format
+from formats.decoders import load_value_decoder
+from s3sink.clock import ManualClock
+from s3sink.commitlog import PartitionLog
+from s3sink.committer import Committer
+from s3sink.config import SinkConfig, parse
+from s3sink.context import build_context
+from s3sink.local import KafkaBroker
+from s3sink.metrics import Metrics
+from s3sink.records import RecordBatch
+from s3sink.restore import (
+    DEFAULT_PROGRESS_TOPIC,
+    KILL_ENV,
+    RestoreError,
+    RestoreOptions,
+    Restorer,
+    decode_file,
+    job_name,
+    parse_partitions,
+    parse_time,
+    read_plan,
+)
+from s3sink.rotation import RotationReason
+from s3sink.sink import Sink
+from s3sink.storage.memory import MemoryStorage
+from s3sink.writer import PartitionWriter
+from tests.rig.kafka import (
+    Consumed,
+    Deliveries,
+    _headers,
+    _where,
+    create_topic,
+    produce_n,
+    unique_name,
+)
+from tests.rig.s3 import S3Endpoint
+
+T0 = 1_600_000_000_000
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _value(i: int) -> bytes | None:
+    if i % 17 == 0:
+        return None  # tombstone
+    if i % 19 == 0:
+        return b""
+    return b"v-%d\n\x00\xff" % i + bytes(range(i % 7))
+
+
+def _key(i: int) -> bytes | None:
+    if i % 5 == 0:
+        return None
+    if i % 23 == 0:
+        return b""
+    return b"k-%d" % (i % 40)
+
+
+def _headers_of(i: int) -> list[tuple[str, bytes | None]] | None:
+    if i % 3 == 0:
+        return [("trace", b"t%d" % i), ("trace", None), ("empty", b"")]
+    return None
+
+
+def produce_varied(bootstrap: str, topic: str, n: int) -> Deliveries:
+    return produce_n(
+        bootstrap,
+        topic,
+        n,
+        value=_value,
+        key=_key,
+        headers=_headers_of,
+        timestamp_ms=lambda i: T0 + i * 1000,
+    )
+
+
+def read_committed(
+    bootstrap: str, topic: str, *, stable: bool = False, timeout: float = 60.0
+) -> list[Consumed]:
+    """Every committed record of ``topic`` (``read_committed``), up to the end of each partition
+    (``stable``: up to the last stable offset, before a transaction still open).
+
+    The position, not the last record, tells the end: transaction markers take offsets too.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("rc"),
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        parts = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        tps = [TopicPartition(topic, p) for p in parts]
+        # the log end: transaction markers are written after commit returns, so the last
+        # stable offset a read_committed client is told may still lag behind it
+        highs = log_ends(bootstrap, topic, stable=stable)
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[Consumed] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in consumer.consume(1000, 0.2):
+                assert m.error() is None, m.error()
+                _, partition, offset = _where(m)
+                out.append(
+                    Consumed(
+                        topic, partition, offset, m.key(), m.value(), _headers(m), m.timestamp()[1]
+                    )
+                )
+            pos = {tp.partition: tp.offset for tp in consumer.position(tps)}
+            if all(highs[p] == 0 or pos[p] >= highs[p] for p in parts):
+                return out
+            assert time.monotonic() < deadline, f"{topic} stalled at {pos}, end {highs}"
+    finally:
+        consumer.close()
+
+
+Rec = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes | None], ...], int]
+
+
+def by_partition(records: list[Consumed]) -> dict[int, list[Rec]]:
+    out: dict[int, list[Rec]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        out.setdefault(r.partition, []).append((r.key, r.value, r.headers, r.timestamp_ms))
+    return out
+
+
+def log_ends(bootstrap: str, topic: str, *, stable: bool = False) -> dict[int, int]:
+    """partition -> log end offset, open and aborted transactions included (``stable``: the
+    last stable offset, which stops before the first open transaction)."""
+    isolation = "read_committed" if stable else "read_uncommitted"
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("wm"),
+            "isolation.level": isolation,
+        }
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in parts
+        }
+    finally:
+        consumer.close()
+
+
+def high_watermarks(bootstrap: str, topic: str) -> int:
+    return sum(log_ends(bootstrap, topic).values())
+
+
+def sink_config(bootstrap: str, topic: str, storage: dict[str, str], **extra: str) -> SinkConfig:
+    raw = {
+        "name": unique_name("sink"),
+        "topics": topic,
+        "bootstrap.servers": bootstrap,
+        "format.class": "backup",
+        "flush.size": "700",
+        "http.listen": "none",
+        "shutdown.timeout.ms": "20000",
+        **storage,
+        **extra,
+    }
+    return parse(raw, environ={})
+
+
+def s3_storage(endpoint: S3Endpoint, bucket: str) -> dict[str, str]:
+    return {
+        "s3.bucket.name": bucket,
+        "store.url": endpoint.url,
+        "s3.region": endpoint.region,
+        "s3.path.style.access.enabled": "true",
+        "aws.access.key.id": endpoint.access_key,
+        "aws.secret.access.key": endpoint.secret_key,
+    }
+
+
+def archive(cfg: SinkConfig, n: int) -> None:
+    summary = Sink(cfg).run(catchup=True)
+    assert summary.records == n, summary.text()
+
+
+def murmur2(data: bytes) -> int:
+    """The Java client's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), unsigned."""
+    m, length = 0x5BD1E995, len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(length // 4):
+        k = int.from_bytes(data[i * 4 : i * 4 + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail, rest = length & ~3, length % 4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+@pytest.fixture(scope="module")
+def second_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """Another cluster, for cross-cluster replay."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-second"), die_with_parent=True)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+# -- unit ------------------------------------------------------------------------------------
+
+
+def test_parse_time_and_partitions() -> None:
+    assert parse_time("1600000000000") == 1_600_000_000_000
+    assert parse_time("2020-09-13T12:26:40Z") == 1_600_000_000_000
+    assert parse_time("2020-09-13T14:26:40+02:00") == 1_600_000_000_000
+    assert parse_time("2020-09-13") == 1_599_955_200_000  # midnight UTC
+    with pytest.raises(Exception, match="ISO 8601"):
+        parse_time("yesterday")
+    assert parse_partitions("0, 2,5-7") == (0, 2, 5, 6, 7)
+    with pytest.raises(Exception, match="partitions like"):
+        parse_partitions("a")
+
+
+def test_job_name_depends_on_target_and_window() -> None:
+    cfg = SinkConfig(bootstrap_servers="x:1", name="arch")
+    a = job_name(cfg, "orders", RestoreOptions(to_topic="orders-r"))
+    assert a == "arch.orders.to.orders-r"
+    windowed = job_name(cfg, "orders", RestoreOptions(to_topic="orders-r", from_ms=5))
+    assert windowed.startswith(a + ".") and windowed != a
+    assert job_name(cfg, "orders", RestoreOptions(to_topic="x", job="my job/1")) == "my_job_1"
+
+
+def test_murmur2_matches_the_java_client() -> None:
+    # vectors from Kafka's UtilsTest.testMurmur2 (signed ints there)
+    assert murmur2(b"21") == -973932308 & 0xFFFFFFFF
+    assert murmur2(b"foobar") == -790332482 & 0xFFFFFFFF
+    assert murmur2(b"a-little-bit-long-string") == -985981536 & 0xFFFFFFFF
+    assert murmur2(b"a-little-bit-longer-string") == -1486304829 & 0xFFFFFFFF
+    assert murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971 & 0xFFFFFFFF
+    assert murmur2(b"abc") == 479470107
+
+
+def _batch(values: list[bytes | None]) -> RecordBatch:
+    n = len(values)
+    return RecordBatch(
+        "orders",
+        1,
+        list(range(10, 10 + n)),
+        [T0 + i for i in range(n)],
+        [1] * n,
+        [b"k%d" % i for i in range(n)],
+        values,
+        [[("h", b"x%d" % i), ("h", None)] for i in range(n)],
+    )
+
+
+def _written(config: SinkConfig, batch: RecordBatch) -> bytes:
+    fmt = load_format(config)
+    out = io.BytesIO()
+    w = fmt.open(out)
+    if fmt.needs_values():
+        for part in load_value_decoder(config).decode(batch).parts:
+            w.write(batch if part.rows is None else batch.take(part.rows), part.table)
+    else:
+        w.write(batch, None)
+    w.close()
+    return out.getvalue()
+
+
+VALUES: list[bytes | None] = [b'{"id":1,"name":"a"}', None, b'{"id":3,"name":"c"}']
+
+
+@pytest.mark.parametrize(
+    ("fmt", "key", "extra", "offsets", "exact"),
+    [
+        ("backup", "f.avro", {}, True, True),
+        ("json", "f.json", {"store_kafka_metadata": True}, True, True),
+        ("json", "f.json.gz", {"s3_compression_type": "gzip"}, False, True),
+        ("bytearray", "f.bin.zst", {"s3_compression_type": "zstd"}, False, True),
+        ("parquet", "f.parquet", {"store_kafka_metadata": True}, True, False),
+        ("parquet", "f.parquet", {"value_converter": "bytes"}, False, True),
+        ("avro", "f.avro", {"store_kafka_metadata": True}, False, False),
+        ("avro", "f.avro", {"value_converter": "bytes"}, False, True),
+    ],
+)
+def test_decode_every_format(
+    fmt: str, key: str, extra: dict[str, Any], offsets: bool, exact: bool
+) -> None:
+    """What each archive format gives back: values, and keys/headers/offsets where stored."""
+    conf: dict[str, Any] = {
+        "format_class": fmt,
+        "value_converter": "json",
+        "behavior_on_null_values": "write",
+        **extra,
+    }
+    config = SinkConfig(bootstrap_servers="x:1", **conf)
+    batch = _batch(list(VALUES))
+    decoded = decode_file(config, key, _written(config, batch))
+    records = list(decoded.records)
+    assert (decoded.kind, decoded.offsets, decoded.exact) == (fmt, offsets, exact)
+    values = [r[3] for r in records]
+    if fmt == "bytearray":
+        assert values == [VALUES[0], b"", VALUES[2]]  # a tombstone is an empty value there
+    elif exact or (fmt == "parquet" and not offsets):
+        assert values == VALUES
+    else:  # re-encoded as JSON: same documents, not the same bytes
+        assert values[1] is None
+        assert [json.loads(v) for v in values if v is not None] == [
+            json.loads(v) for v in VALUES if v is not None
+        ]
+    with_meta = bool(extra.get("store_kafka_metadata")) or fmt == "backup"
+    if with_meta:
+        kept = [r for r in records if r[3] is not None or fmt != "avro"]
+        assert [r[2] for r in kept][:1] == [b"k0"]
+        assert kept[0][4] == [("h", b"x0"), ("h", None)]
+        assert kept[0][1] == T0
+    if offsets:
+        assert [r[0] for r in records] == [10, 11, 12]
+
+
+def test_backup_file_is_plain_avro() -> None:
+    config = SinkConfig(bootstrap_servers="x:1", format_class="backup")
+    data = _written(config, _batch(list(VALUES)))
+    rows: list[Any] = list(fastavro.reader(io.BytesIO(data)))
+    assert [r["value"] for r in rows] == VALUES
+    assert rows[0]["headers"] == [{"name": "h", "value": b"x0"}, {"name": "h", "value": None}]
+    # and a parquet archive is what DuckDB/pyarrow users read: sanity of the test writer
+    pconf = SinkConfig(bootstrap_servers="x:1", format_class="parquet", value_converter="json")
+    assert pq.read_table(io.BytesIO(_written(pconf, _batch([VALUES[0]])))).num_rows == 1
+
+
+class FakeProducer:
+    """Records what a restore produces and commits (no broker: for the reading side)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, bytes | None, bytes | None]] = []
+        self.commits = 0
+
+    def produce(self, topic: str, **kw: Any) -> None:
+        self.sent.append((topic, kw.get("partition", -1), kw.get("key"), kw.get("value")))
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def commit_transaction(self, timeout: float = 0) -> None:
+        self.commits += 1
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+def test_files_of_one_commit_are_merged_by_offset_and_resumed_inside() -> None:
+    """A field partitioner splits each commit into several files; the replay merges them back
+    into offset order, and a resume point inside a commit skips exactly what came before."""
+    raw = {
+        "name": "merge",
+        "topics": "orders",
+        "bootstrap.servers": "127.0.0.1:1",
+        "storage.url": "memory://",
+        "http.listen": "none",
+        "format.class": "backup",
+        "value.converter": "json",
+        "partitioner.class": "field",
+        "partition.field.name": "region",
+    }
+    config = parse(raw, environ={})
+    storage = MemoryStorage()
+    clock = ManualClock(T0)
+    committer = Committer(2, clock, Metrics(), lambda w, m: None)
+    ctx = build_context(config, storage, clock, Metrics(), committer)
+    plog = PartitionLog(storage, "orders", 0, "test", "attempt-1", clock)
+    writer = PartitionWriter(ctx, "orders", 0, plog, plog.takeover(None, lambda: 0).fence.end)
+    n = 60
+    values: list[bytes | None] = [b'{"id":%d,"region":"r%d"}' % (i, i % 3) for i in range(n)]
+    for start in (0, 30):
+        sl = slice(start, start + 30)
+        writer.append(
+            RecordBatch(
+                "orders", 0, list(range(start, start + 30)), [T0] * 30, [1] * 30,
+                [b"k"] * 30, values[sl], [None] * 30,
+            )
+        )  # fmt: skip
+        writer.seal(RotationReason.FLUSH_SIZE)
+    assert committer.wait_idle(None, 30) and writer.failure is None
+    plans, count = read_plan(storage, "orders", None)
+    assert count == 1
+    assert [len(m.files) for m in plans[0].markers] == [3, 3]
+
+    def replay(resume: int | None) -> list[bytes | None]:
+        r = Restorer(config, RestoreOptions(to_topic="out"), storage=storage)
+        r.plan()
+        fake = FakeProducer()
+        r._producer = fake
+        if resume is not None:
+            r.plans[0].next_offset = resume
+            r.committed = {0: resume}
+            r.pending = {0: resume}
+        r._replay()
+        assert fake.sent[-1][0] == DEFAULT_PROGRESS_TOPIC
+        return [v for topic, _, _, v in fake.sent if topic == "out"]
+
+    assert replay(None) == values
+    assert replay(41) == values[41:]
+
+
+# -- on the real brokers ---------------------------------------------------------------------
+
+N = 3000
+
+
+def test_backup_round_trip_same_and_other_cluster(
+    kafka_bootstrap: str,
+    second_broker: KafkaBroker,
+    s3_endpoint: S3Endpoint,
+    s3_bucket: str,
+) -> None:
+    source = create_topic(kafka_bootstrap, 3)
+    produce_varied(kafka_bootstrap, source, N)
+    # the default behavior.on.null.values (fail): the backup format keeps tombstones anyway
+    cfg = sink_config(kafka_bootstrap, source, s3_storage(s3_endpoint, s3_bucket))
+    archive(cfg, N)
+    want = by_partition(read_committed(kafka_bootstrap, source))
+    assert sum(1 for rs in want.values() for r in rs if r[1] is None) == len(
+        [i for i in range(N) if i % 17 == 0]
+    )
+
+    # same cluster, a new topic: partitions kept 1:1
+    same = create_topic(kafka_bootstrap, 3)
+    summary = Restorer(cfg, RestoreOptions(to_topic=same, transaction_records=400)).run()
+    assert summary.records == N
+    assert "kept 1:1" in summary.mapping
+    assert summary.transactions >= N // 400
+    assert by_partition(read_committed(kafka_bootstrap, same)) == want
+
+    # again: the job is complete, nothing is produced twice
+    again = Restorer(cfg, RestoreOptions(to_topic=same)).run()
+    assert again.records == 0
+    assert sorted(again.resumed) == [0, 1, 2]
+    assert len(read_committed(kafka_bootstrap, same)) == N
+
+    # another cluster
+    other = second_broker.bootstrap
+    remote = create_topic(other, 3)
+    summary = Restorer(cfg, RestoreOptions(to_topic=remote, bootstrap=other)).run()
+    assert summary.records == N
+    assert by_partition(read_committed(other, remote)) == want
+
+    # fewer partitions on the target: by key, murmur2 like the Java client
+    narrow = create_topic(other, 2)
+    summary = Restorer(cfg, RestoreOptions(to_topic=narrow, bootstrap=other)).run()
+    assert "by key hash" in summary.mapping
+    got = read_committed(other, narrow)
+    assert len(got) == N
+    for r in got:
+        if r.key is not None:
+            assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 2, r.key
+    # per-key order kept (source partitions are replayed one after the other)
+    src = sorted(read_committed(kafka_bootstrap, source), key=lambda r: (r.partition, r.offset))
+    for k in {r.key for r in src if r.key is not None}:
+        assert [r.value for r in src if r.key == k] == [r.value for r in got if r.key == k]
+
+    # a time window and a partition subset
+    window = create_topic(kafka_bootstrap, 3)
+    lo, hi = T0 + 500_000, T0 + 1_500_000
+    opts = RestoreOptions(to_topic=window, from_ms=lo, to_ms=hi, partitions=(0, 2))
+    Restorer(cfg, opts).run()
+    expected = {p: [r for r in rs if lo <= r[3] < hi] for p, rs in want.items() if p in (0, 2)}
+    assert by_partition(read_committed(kafka_bootstrap, window)) == {
+        p: rs for p, rs in expected.items() if rs
+    }
+
+    with pytest.raises(RestoreError, match="does not exist"):
+        Restorer(cfg, RestoreOptions(to_topic=unique_name("missing"))).run()
+    with pytest.raises(RestoreError, match="keep-partitions"):
+        Restorer(cfg, RestoreOptions(to_topic=narrow, bootstrap=other, mapping="keep")).run()
+
+
+@pytest.mark.parametrize("fmt", ["json", "bytearray"])
+def test_json_and_bytearray_archives_restore_values(
+    fmt: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    source = create_topic(kafka_bootstrap, 2)
+    n = 1000
+    produce_n(
+        kafka_bootstrap,
+        source,
+        n,
+        value=lambda i: b'{"id":%d,"s":"\\u00e9 x"}' % i,
+        key=lambda i: b"k%d" % (i % 9),
+        headers=lambda i: [("h", b"%d" % i)],
+        timestamp_ms=lambda i: T0 + i,
+    )
+    extra = {"store.kafka.metadata": "true"} if fmt == "json" else {}
+    cfg = sink_config(
+        kafka_bootstrap,
+        source,
+        {"storage.url": tmp_path.as_uri()},
+        **{"format.class": fmt, "flush.size": "300", **extra},
+    )
+    archive(cfg, n)
+    target = create_topic(kafka_bootstrap, 2)
+    summary = Restorer(cfg, RestoreOptions(to_topic=target)).run()
+    assert summary.records == n
+    want = by_partition(read_committed(kafka_bootstrap, source))
+    got = by_partition(read_committed(kafka_bootstrap, target))
+    if fmt == "json":  # with _kafka metadata: everything, byte for byte
+        assert got == want
+    else:  # values only
+        assert {p: [r[1] for r in rs] for p, rs in got.items()} == {
+            p: [r[1] for r in rs] for p, rs in want.items()
+        }
+
+
+def _restore_cmd(cfg_path: Path, target: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "s3sink",
+        "restore",
+        "-c",
+        str(cfg_path),
+        "--to-topic",
+        target,
+        "--transaction-records",
+        "250",
+        "--no-progress",
+    ]
+
+
+def test_kill9_during_restore_neither_loses_nor_repeats(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    source = create_topic(kafka_bootstrap, 2)
+    n = 20_000
+    produce_varied(kafka_bootstrap, source, n)
+    storage = {"storage.url": (tmp_path / "archive").as_uri()}
+    cfg = sink_config(kafka_bootstrap, source, storage, **{"flush.size": "3000"})
+    archive(cfg, n)
+    want = by_partition(read_committed(kafka_bootstrap, source))
+    props = tmp_path / "sink.properties"
+    props.write_text("".join(f"{k}={v}\n" for k, v in {
+        "name": cfg.name, "topics": source, "bootstrap.servers": kafka_bootstrap,
+        "format.class": "backup", **storage,
+    }.items()))  # fmt: skip
+    target = create_topic(kafka_bootstrap, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3SINK_")}
+    cmd = _restore_cmd(props, target)
+
+    # 1. killed inside a transaction: its records are in the log, uncommitted
+    run = subprocess.run(
+        cmd, env={**env, KILL_ENV: "7100"}, capture_output=True, timeout=120, check=False
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()[-2000:]
+    committed = len(read_committed(kafka_bootstrap, target, stable=True))
+    assert committed == 7000  # 28 transactions of 250; the 29th was open
+    assert high_watermarks(kafka_bootstrap, target) > committed + 100  # aborted records there
+
+    # 2. killed from outside, at whatever point it is
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        start = high_watermarks(kafka_bootstrap, target)
+        deadline = time.monotonic() + 60
+        while high_watermarks(kafka_bootstrap, target) < start + 3000:
+            assert proc.poll() is None, "the restore finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert 7000 <= len(read_committed(kafka_bootstrap, target)) < n
+
+    # 3. the rerun finishes the job: every record exactly once, in order
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    line = done.stdout.decode().strip().splitlines()[-1]
+    assert line.startswith("restore done:") and "resumed partition 0 at offset" in line, line
+    assert by_partition(read_committed(kafka_bootstrap, target)) == want
