@@ -624,9 +624,9 @@ class Restorer:
         if meta is None or meta.error is not None:
             raise RestoreError(
                 f"--to-topic {self.opts.to_topic} does not exist on "
-                f"{self.conf['bootstrap.servers']}; create it first (with as many partitions as "
-                f"the source to keep them 1:1), e.g. kafka-topics.sh --create --topic "
-                f"{self.opts.to_topic} --partitions N"
+                f"{self.conf['bootstrap.servers']}; create it first, e.g. with as many "
+                f"partitions as the source to keep them 1:1: kafka-topics.sh --create --topic "
+                f"{self.opts.to_topic} --partitions {self.source_count}"
             )
         return len(meta.partitions)
 
@@ -786,7 +786,13 @@ class Restorer:
         started = time.monotonic()
         self.plan()
         admin = self._admin()
-        target_count = self._target_partitions(admin)
+        try:
+            target_count = self._target_partitions(admin)
+        except RestoreError:
+            if not self.opts.dry_run:
+                raise
+            target_count = self.source_count
+            print(f"note: --to-topic {self.opts.to_topic} does not exist yet")
         self.summary.mapping = self._choose_mapping(self.source_count, target_count)
         self.summary.partitions = len(self.plans)
         log.info(
@@ -1174,9 +1180,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     )
     tty = sys.stderr.isatty() and not args.no_progress
     show = progress_bar() if tty else (None if args.no_progress else progress_log())
+    from confluent_kafka import KafkaException
+
     restorer = Restorer(cfg, opts, progress=show)
     _install_signals(restorer)
-    summary = restorer.run()
+    try:
+        summary = restorer.run()
+    except KafkaException as exc:
+        err: Any = exc.args[0] if exc.args else exc
+        raise RestoreError(f"Kafka: {err.str() if hasattr(err, 'str') else err}") from None
     if tty:
         sys.stderr.write("\n")
     if not opts.dry_run:
