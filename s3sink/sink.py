@@ -495,7 +495,32 @@ class Sink:
     def _list_offsets(
         self, keys: Sequence[tuple[str, int]], *, latest: bool
     ) -> dict[tuple[str, int], int]:
-        """Earliest or latest (last stable, read_committed) offsets, in one request."""
+        """Earliest or latest (last stable, read_committed) offsets, in one request.
+
+        Errors that pass (a broker restarting, a leader moving: e.g. FENCED_LEADER_EPOCH after
+        a restart) are retried with backoff, with a fresh admin client, for up to a minute:
+        this runs in the assignment callback, where an exception would stop the sink."""
+        deadline = self.clock.monotonic() + 60.0
+        delay = 0.2
+        while True:
+            try:
+                return self._list_offsets_once(keys, latest=latest)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if (isinstance(err, KafkaError) and err.fatal()) or (
+                    self.clock.monotonic() + delay > deadline
+                ):
+                    raise
+                log.warning("listing offsets failed, retrying in %.1f s: %s", delay, exc)
+                # a new admin client: the old one keeps stale metadata (leader epochs) after
+                # a broker restart and gets FENCED_LEADER_EPOCH forever
+                self._admin = None
+                self.clock.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    def _list_offsets_once(
+        self, keys: Sequence[tuple[str, int]], *, latest: bool
+    ) -> dict[tuple[str, int], int]:
         from confluent_kafka import IsolationLevel
         from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
 
