@@ -39,6 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from s3sink.commitlog import FileEntry, Marker
 from s3sink.config import SinkConfig
 from s3sink.errors import ConfigError, FatalError, NotFoundError
 from s3sink.storage.base import Storage
@@ -97,6 +98,8 @@ class Table:
     #: Where the columns came from (a comment in the output).
     source: str = ""
     notes: tuple[str, ...] = ()
+    #: ``keys``/``headers`` files written next to the data files.
+    sidecars: tuple[str, ...] = ()
 
     @property
     def projectable(self) -> bool:
@@ -423,19 +426,44 @@ class Sample:
     notes: tuple[str, ...] = ()
 
 
+#: A data file's name: ``<topic>+<partition>+<offset><ext>``; keys and headers files next to it
+#: (``store.kafka.keys``/``.headers``) have ``.keys``/``.headers`` before the extension.
+_DATA_FILE = re.compile(r"\+\d+\+\d+\.(?!(?:keys|headers)\.)[^/]*$")
+
+#: File name suffixes of each format's data files (every codec), as Hadoop glob alternatives.
+DATA_SUFFIXES = {
+    "parquet": ("parquet", "snappy.parquet", "gz.parquet", "zstd.parquet", "lz4.parquet"),
+    "json": ("json", "json.gz", "json.zst"),
+    "avro": ("avro",),
+}
+
+
+def data_file_glob(fmt: str) -> str:
+    """A glob matching the data files of ``fmt`` and not the keys/headers files beside them."""
+    return "*[0-9].{" + ",".join(DATA_SUFFIXES[fmt]) + "}"
+
+
 def sample_from_output(storage: Storage, config: SinkConfig, topic: str, fmt: str) -> Sample:
-    """Columns of the newest committed file of ``topic`` (found through the commit log)."""
+    """Columns of the newest committed data file of ``topic`` (found through the commit log)."""
     from s3sink.status import latest_commits
 
-    commits = [c for c in latest_commits(storage, topic) if c.files]
+    prefix = config.topics_dir.strip("/") + "/"
+
+    def is_data(f: FileEntry) -> bool:
+        return f.key.startswith(prefix) and _DATA_FILE.search(f.key) is not None
+
+    def with_data(m: Marker) -> bool:
+        return m.kind == "commit" and any(is_data(f) for f in m.files)
+
+    commits = latest_commits(storage, topic, with_data)
     if not commits:
         raise FatalError(
             f"{topic}: no committed output to take the columns from yet; run `s3sink catchup "
             "-c CONFIG` first, or pass --columns 'name type, ...' (or --schema-from-registry)"
         )
     newest = max(commits, key=lambda m: (m.created_ms, m.end))
-    files = [f for f in newest.files if f.records > 0] or list(newest.files)
-    chosen = max(files, key=lambda f: (f.last_offset, -f.size))
+    files = [f for f in newest.files if is_data(f)]
+    chosen = max(files, key=lambda f: (f.records > 0, f.last_offset, -f.size))
     try:
         data, _ = storage.get(chosen.key)
         where = chosen.key
@@ -767,6 +795,15 @@ def _header(table: Table, engine: str) -> list[str]:
     if table.source:
         lines.append(f"-- columns from {table.source}")
     lines += [f"-- note: {n}" for n in table.notes]
+    if table.sidecars:
+        kinds = "/".join(f".{k}" for k in table.sidecars)
+        lines.append(
+            f"-- warning: store.kafka.{'/'.join(table.sidecars)} writes {kinds} files next to "
+            "the data files, and Athena, Trino and Spark tables read every file under their "
+            "LOCATION (Spark ignores pathGlobFilter once partitions are in the catalog): they "
+            "would be read as rows. Turn them off for tables, or read with Spark's "
+            f"spark.read.option('pathGlobFilter', '{data_file_glob(table.format)}')"
+        )
     return lines
 
 
@@ -898,6 +935,14 @@ def build_table(
         avro_schema=sample.avro_schema,
         source=sample.source,
         notes=tuple(notes),
+        sidecars=tuple(
+            kind
+            for kind, on in (
+                ("keys", config.store_kafka_keys),
+                ("headers", config.store_kafka_headers),
+            )
+            if on
+        ),
     )
 
 
@@ -1050,16 +1095,18 @@ def cmd_ddl(args: argparse.Namespace) -> int:
         end_year=args.projection_end_year,
         field_values=values,
     )
-    sys.stdout.write(
-        generate(
-            cfg,
-            engine=args.engine,
-            topics=args.topic,
-            table=args.table,
-            location=args.location,
-            columns=args.columns,
-            from_registry=args.schema_from_registry,
-            options=options,
-        )
+    text = generate(
+        cfg,
+        engine=args.engine,
+        topics=args.topic,
+        table=args.table,
+        location=args.location,
+        columns=args.columns,
+        from_registry=args.schema_from_registry,
+        options=options,
     )
+    for line in text.splitlines():
+        if line.startswith("-- warning:"):
+            sys.stderr.write(f"s3sink: {line[3:]}\n")
+    sys.stdout.write(text)
     return 0

@@ -59,11 +59,22 @@ def _reader(storage: Storage, topic: str, partition: int) -> PartitionLog:
     return PartitionLog(storage, topic, partition, "s3sink-status", "", SystemClock())
 
 
-def read_tail(storage: Storage, topic: str, partition: int, hint: int | None = None) -> LogTail:
-    """The latest marker and the latest commit of ``topic``-``partition``.
+def is_commit(marker: Marker) -> bool:
+    return marker.kind == "commit"
+
+
+def read_tail(
+    storage: Storage,
+    topic: str,
+    partition: int,
+    hint: int | None = None,
+    wanted: Callable[[Marker], bool] = is_commit,
+) -> LogTail:
+    """The latest marker and the latest ``wanted`` marker (a commit) of the partition.
 
     ``hint`` is a seq known to exist (the Kafka commit metadata); the checkpoint object is the
-    other hint, the higher one is used.
+    other hint, the higher one is used. Markers before the hint are read one at a time, newest
+    first, only while none is ``wanted`` (at most :data:`MAX_STEPS_BACK`).
     """
     plog = _reader(storage, topic, partition)
     checkpoint = plog.read_checkpoint()
@@ -73,9 +84,9 @@ def read_tail(storage: Storage, topic: str, partition: int, hint: int | None = N
     if not markers:
         return LogTail(topic, partition, checkpoint_seq=cp_seq)
     latest = markers[-1]
-    commits = [m for m in markers if m.kind == "commit"]
-    if commits:
-        return LogTail(topic, partition, latest, commits[-1], checkpoint_seq=cp_seq)
+    found = [m for m in markers if wanted(m)]
+    if found:
+        return LogTail(topic, partition, latest, found[-1], checkpoint_seq=cp_seq)
     seq = markers[0].seq - 1
     lowest = markers[0].seq
     steps = 0
@@ -85,7 +96,7 @@ def read_tail(storage: Storage, topic: str, partition: int, hint: int | None = N
         except NotFoundError:
             break
         lowest = seq
-        if m.kind == "commit":
+        if wanted(m):
             return LogTail(topic, partition, latest, m, checkpoint_seq=cp_seq)
         seq -= 1
         steps += 1
@@ -141,11 +152,13 @@ def logged_topics(storage: Storage) -> list[str]:
     return sorted(_skip_scan(storage, f"{ROOT}/log/"))
 
 
-def latest_commits(storage: Storage, topic: str) -> list[Marker]:
-    """The latest commit marker of every partition of ``topic`` that has one."""
+def latest_commits(
+    storage: Storage, topic: str, wanted: Callable[[Marker], bool] = is_commit
+) -> list[Marker]:
+    """The latest ``wanted`` commit marker of every partition of ``topic`` that has one."""
     parts = log_partitions(storage, topic, thorough=False)
     with ThreadPoolExecutor(min(READ_WORKERS, max(1, len(parts)))) as pool:
-        tails = list(pool.map(lambda p: read_tail(storage, topic, p), parts))
+        tails = list(pool.map(lambda p: read_tail(storage, topic, p, wanted=wanted), parts))
     return [t.last_commit for t in tails if t.last_commit is not None]
 
 

@@ -130,7 +130,7 @@ def commit_file(
     storage: Storage,
     topic: str,
     partition: int,
-    name: str,
+    ext: str,
     data: bytes,
     *,
     records: int,
@@ -138,10 +138,12 @@ def commit_file(
     fence_after: int = 0,
     topics_dir: str = "topics",
 ) -> str:
-    """Commit and publish one data file as the sink does; returns its final key."""
+    """Commit and publish one data file (``<topic>+<partition>+<offset><ext>``) as the sink
+    does; returns its final key."""
     clock = ManualClock(created_ms)
     plog = PartitionLog(storage, topic, partition, "w", uuid.uuid4().hex, clock)
     start = plog.takeover(None, lambda: 0).fence.end
+    name = f"{topic}+{partition}+{start:010d}{ext}"
     epoch = plog.latest.epoch if plog.latest else 0
     staging = f"{staging_prefix(topic, partition)}e{epoch}/{plog.attempt_id}/{name}"
     info = storage.put(staging, data)
@@ -281,8 +283,8 @@ def test_columns_option_reads_hive_types() -> None:
 def test_parquet_columns_come_from_the_newest_committed_file() -> None:
     storage = MemoryStorage()
     old = pa.table({"id": pa.array([1], pa.int64()), "gone": ["x"]})
-    commit_file(storage, TOPIC, 0, "old.parquet", _parquet(old), records=1, created_ms=1000)
-    key = commit_file(storage, TOPIC, 1, "new.parquet", _parquet(ROWS), records=2, created_ms=2000)
+    commit_file(storage, TOPIC, 0, ".parquet", _parquet(old), records=1, created_ms=1000)
+    key = commit_file(storage, TOPIC, 1, ".parquet", _parquet(ROWS), records=2, created_ms=2000)
     ddl = generate(_config(), storage=storage)
     create = _create(ddl, "athena")
     assert _columns(create) == [
@@ -315,7 +317,7 @@ def test_newest_commit_is_found_behind_later_fences() -> None:
         storage,
         TOPIC,
         0,
-        "a.parquet",
+        ".parquet",
         _parquet(pa.table({"only": [1]})),
         records=1,
         created_ms=5000,
@@ -333,7 +335,7 @@ def test_json_columns_are_inferred_from_the_lines() -> None:
         None,
     ]
     body = b"\n".join(json.dumps(x).encode() for x in lines) + b"\n"
-    commit_file(storage, TOPIC, 0, "f.json", body, records=3, created_ms=1000)
+    commit_file(storage, TOPIC, 0, ".json", body, records=3, created_ms=1000)
     ddl = generate(_config(**{"format.class": "json"}), storage=storage)
     create = _create(ddl, "athena")
     assert _columns(create) == [
@@ -354,7 +356,7 @@ def test_compressed_json_is_read(tmp_path: Path) -> None:
 
     storage = MemoryStorage()
     body = gzip.compress(b'{"a":1}\n{"a":2,"b":"x"}\n')
-    commit_file(storage, TOPIC, 0, "f.json.gz", body, records=2, created_ms=1)
+    commit_file(storage, TOPIC, 0, ".json.gz", body, records=2, created_ms=1)
     cfg = _config(**{"format.class": "json", "s3.compression.type": "gzip"})
     assert _columns(_create(generate(cfg, storage=storage), "hive")) == [
         ("a", "BIGINT"),
@@ -364,7 +366,7 @@ def test_compressed_json_is_read(tmp_path: Path) -> None:
 
 def test_json_lines_that_are_not_objects_are_refused() -> None:
     storage = MemoryStorage()
-    commit_file(storage, TOPIC, 0, "f.json", b'"text"\n"more"\n', records=2, created_ms=1)
+    commit_file(storage, TOPIC, 0, ".json", b'"text"\n"more"\n', records=2, created_ms=1)
     with pytest.raises(FatalError, match="not objects"):
         generate(_config(**{"format.class": "json"}), storage=storage)
 
@@ -387,7 +389,7 @@ def test_avro_columns_and_schema_literal_come_from_the_header() -> None:
     data = _avro(AVRO_SCHEMA, [{"id": 1, "name": "a", "at": 0, "tags": []}])
     text = avro_header_schema(data)
     assert json.loads(text)["name"] in ("shop.Order", "Order")
-    commit_file(storage, TOPIC, 0, "f.avro", data, records=1, created_ms=1)
+    commit_file(storage, TOPIC, 0, ".avro", data, records=1, created_ms=1)
     ddl = generate(_config(**{"format.class": "avro"}), storage=storage)
     create = _create(ddl, "athena")
     assert _columns(create) == [
@@ -414,7 +416,7 @@ def test_avro_columns_and_schema_literal_come_from_the_header() -> None:
 def test_avro_with_tombstones_reads_the_record_branch() -> None:
     storage = MemoryStorage()
     data = _avro(["null", AVRO_SCHEMA], [{"id": 1, "name": None, "at": 0, "tags": []}, None])
-    commit_file(storage, TOPIC, 0, "f.avro", data, records=2, created_ms=1)
+    commit_file(storage, TOPIC, 0, ".avro", data, records=2, created_ms=1)
     ddl = generate(_config(**{"format.class": "avro"}), storage=storage)
     create = _create(ddl, "athena")
     assert [c for c, _ in _columns(create)] == ["id", "name", "at", "tags"]
@@ -423,6 +425,52 @@ def test_avro_with_tombstones_reads_the_record_branch() -> None:
     )
     assert json.loads(literal)["type"] == "record"
     assert "note: the files' schema is a union with null" in ddl
+
+
+def test_keys_headers_and_error_files_are_not_sampled() -> None:
+    storage = MemoryStorage()
+    clock = ManualClock(10_000)
+    plog = PartitionLog(storage, TOPIC, 0, "w", "a1", clock)
+    plog.takeover(None, lambda: 0)
+    name = f"{TOPIC}+0+0000000000"
+    files = [
+        (f"topics/{TOPIC}/partition=0/{name}.snappy.parquet", _parquet(ROWS.select(["id"])), 2),
+        (
+            f"topics/{TOPIC}/partition=0/{name}.keys.snappy.parquet",
+            _parquet(pa.table({"key": [b"k"] * 9})),
+            9,
+        ),
+        (f"_s3sink/errors/{TOPIC}/0/{name}.json", b'{"error":"bad"}\n', 9),
+    ]
+    entries = []
+    for i, (key, data, records) in enumerate(files):
+        staging = f"_s3sink/staging/{TOPIC}/0/e1/a1/{i}"
+        info = storage.put(staging, data)
+        # the sidecar and the error file claim the higher offsets: only the name tells
+        entries.append(FileEntry(staging, key, info.etag, info.size, records, 0, records))
+    plog.publish(plog.commit(entries, 10))
+    cfg = _config(**{"store.kafka.keys": "true"})
+    assert _columns(_create(generate(cfg, storage=storage), "athena")) == [("id", "BIGINT")]
+
+
+def test_keys_and_headers_files_beside_the_data_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _config(**{"store.kafka.keys": "true", "store.kafka.headers": "true"})
+    for engine in ("athena", "trino", "spark"):
+        text = generate(cfg, columns=COLUMNS, engine=engine)
+        assert "-- warning: store.kafka.keys/headers writes .keys/.headers files" in text
+        assert "pathGlobFilter', '*[0-9].{parquet,snappy.parquet,gz.parquet," in text
+    assert "warning" not in generate(_config(), columns=COLUMNS)
+    config = tmp_path / "sink.properties"
+    config.write_text(
+        f"topics={TOPIC}\nbootstrap.servers=127.0.0.1:9\ns3.bucket.name=b\n"
+        "format.class=json\nstore.kafka.keys=true\n"
+    )
+    assert cli.main(["ddl", "-c", str(config), "--columns", COLUMNS]) == 0
+    captured = capsys.readouterr()
+    assert "s3sink: warning: store.kafka.keys writes .keys files" in captured.err
+    assert captured.out.startswith("-- s3sink ddl --engine athena")
 
 
 def test_without_output_it_says_to_run_catchup_or_pass_columns() -> None:
