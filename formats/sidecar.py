@@ -1,7 +1,8 @@
-"""Keys and headers files (``store.kafka.keys`` / ``store.kafka.headers``), as Confluent writes
-them: next to each data file, in the same format, named ``<data file name>.keys<ext>`` and
-``.headers<ext>`` (``orders+0+0000000000.keys.snappy.parquet``), one row per record, in the
-data file's record order.
+"""Keys and headers files (``store.kafka.keys`` / ``store.kafka.headers``): one per data file, in
+the same format, named as Confluent names them (``<data file name>.keys<ext>``,
+``orders+0+0000000000.keys.snappy.parquet``), one row per record in the data file's record
+order. Unlike Confluent, the sink puts them in a sibling tree (``<topics.dir>/_keys/...`` and
+``_headers/...``), so that tables over ``<topics.dir>/<topic>`` never read them as rows.
 
 * keys: Parquet column ``key`` (BINARY, or STRING with ``key.converter=string``), Avro
   ``bytes``/``string`` records, JSON lines holding the key as a JSON string (base64 unless the

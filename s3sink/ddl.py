@@ -795,14 +795,10 @@ def _header(table: Table, engine: str) -> list[str]:
     if table.source:
         lines.append(f"-- columns from {table.source}")
     lines += [f"-- note: {n}" for n in table.notes]
-    if table.sidecars:
-        kinds = "/".join(f".{k}" for k in table.sidecars)
+    for kind in table.sidecars:
         lines.append(
-            f"-- warning: store.kafka.{'/'.join(table.sidecars)} writes {kinds} files next to "
-            "the data files, and Athena, Trino and Spark tables read every file under their "
-            "LOCATION (Spark ignores pathGlobFilter once partitions are in the catalog): they "
-            "would be read as rows. Turn them off for tables, or read with Spark's "
-            f"spark.read.option('pathGlobFilter', '{data_file_glob(table.format)}')"
+            f"-- note: store.kafka.{kind} files are under {table.location.rstrip('/')}/../_{kind}/ "
+            "(a sibling tree outside this table); query them with a table of their own"
         )
     return lines
 

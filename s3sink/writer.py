@@ -352,8 +352,13 @@ class PartitionWriter:
             final = f"_s3sink/errors/{self.topic}/{self.partition}/{name}.json"
         else:
             directory = ctx.partitioner.path(self.topic, encoded)
-            fmt = ctx.format if sidecar is None else ctx.sidecars[sidecar]
-            final = f"{cfg.topics_dir}/{directory}/{name}{fmt.extension()}"
+            if sidecar is None:
+                final = f"{cfg.topics_dir}/{directory}/{name}{ctx.format.extension()}"
+            else:
+                # a sibling tree (_keys/, _headers/): tables over topics.dir/<topic> and
+                # engines that skip _-prefixed folders never read them as rows
+                ext = ctx.sidecars[sidecar].extension()
+                final = f"{cfg.topics_dir}/_{sidecar}/{directory}/{name}{ext}"
         self._file_seq += 1
         staging = (
             f"{staging_prefix(self.topic, self.partition)}e{self.epoch:010d}/"

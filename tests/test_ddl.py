@@ -453,24 +453,14 @@ def test_keys_headers_and_error_files_are_not_sampled() -> None:
     assert _columns(_create(generate(cfg, storage=storage), "athena")) == [("id", "BIGINT")]
 
 
-def test_keys_and_headers_files_beside_the_data_are_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_keys_and_headers_files_live_outside_the_table(tmp_path: Path) -> None:
     cfg = _config(**{"store.kafka.keys": "true", "store.kafka.headers": "true"})
     for engine in ("athena", "trino", "spark"):
         text = generate(cfg, columns=COLUMNS, engine=engine)
-        assert "-- warning: store.kafka.keys/headers writes .keys/.headers files" in text
-        assert "pathGlobFilter', '*[0-9].{parquet,snappy.parquet,gz.parquet," in text
-    assert "warning" not in generate(_config(), columns=COLUMNS)
-    config = tmp_path / "sink.properties"
-    config.write_text(
-        f"topics={TOPIC}\nbootstrap.servers=127.0.0.1:9\ns3.bucket.name=b\n"
-        "format.class=json\nstore.kafka.keys=true\n"
-    )
-    assert cli.main(["ddl", "-c", str(config), "--columns", COLUMNS]) == 0
-    captured = capsys.readouterr()
-    assert "s3sink: warning: store.kafka.keys writes .keys files" in captured.err
-    assert captured.out.startswith("-- s3sink ddl --engine athena")
+        assert "-- note: store.kafka.keys files are under" in text
+        assert "/_keys/ (a sibling tree outside this table)" in text
+        assert "warning" not in text
+    assert "_keys" not in generate(_config(), columns=COLUMNS)
 
 
 def test_without_output_it_says_to_run_catchup_or_pass_columns() -> None:

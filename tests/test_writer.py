@@ -205,6 +205,12 @@ def test_keys_and_headers_files_sit_next_to_each_data_file() -> None:
             f"{TOPIC}+0+{start}.keys.json",
         ]
         assert len({f.records for f in m.files}) == 1
+        dirs = sorted(f.key.rsplit("/", 1)[0] for f in m.files)
+        assert dirs == [
+            f"topics/_headers/{TOPIC}/partition=0",
+            f"topics/_keys/{TOPIC}/partition=0",
+            f"topics/{TOPIC}/partition=0",
+        ]
     keys_file = next(f for f in commits[0].files if ".keys." in f.key)
     lines = rig.storage.get(keys_file.key)[0].splitlines()
     assert len(lines) == 4

@@ -173,27 +173,31 @@ class LocalStorage:
     def _make_dirs(self, directory: Path, key: str) -> None:
         """Create ``directory`` and missing parents; fsync the parent of each one created, so
         a crash cannot lose a directory entry under a file we then report as written."""
-        if directory.is_dir():
-            return
-        missing: list[Path] = []
-        probe = directory
-        while probe != self.root and not probe.is_dir():
-            missing.append(probe)
-            probe = probe.parent
-        try:
-            for new in reversed(missing):
-                try:
-                    new.mkdir()
-                except FileExistsError:
-                    if not new.is_dir():
-                        raise
-                    continue
-                self._sync_dir(new.parent)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise PermanentStorageError(
-                f"{self.describe()}: cannot store {key!r}: a parent of it is an object "
-                "(on a filesystem a key cannot also be a prefix of another key)"
-            ) from exc
+        for _attempt in range(20):
+            if directory.is_dir():
+                return
+            missing: list[Path] = []
+            probe = directory
+            while probe != self.root and not probe.is_dir():
+                missing.append(probe)
+                probe = probe.parent
+            try:
+                for new in reversed(missing):
+                    try:
+                        new.mkdir()
+                    except FileExistsError:
+                        if not new.is_dir():
+                            raise
+                        continue
+                    self._sync_dir(new.parent)
+            except FileNotFoundError:
+                # a concurrent delete pruned an empty parent between our checks: walk again
+                continue
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise PermanentStorageError(
+                    f"{self.describe()}: cannot store {key!r}: a parent of it is an object "
+                    "(on a filesystem a key cannot also be a prefix of another key)"
+                ) from exc
 
     def _open_temp(self, path: Path, kind: str, key: str) -> tuple[Path, int]:
         """Create a fresh temporary file next to ``path``; retries if a concurrent delete
