@@ -496,14 +496,14 @@ class SinkConfig:
     store_kafka_keys: bool = key(
         "store.kafka.keys",
         False,
-        "Also write keys, in separate .keys files.",
+        "Also write keys: .keys files in a sibling tree, <topics.dir>/_keys/.",
         _bool,
         group="records",
     )
     store_kafka_headers: bool = key(
         "store.kafka.headers",
         False,
-        "Also write headers, in separate .headers files.",
+        "Also write headers: .headers files in a sibling tree, <topics.dir>/_headers/.",
         _bool,
         group="records",
     )
