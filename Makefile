@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.s3sink-installed
 
-.PHONY: demo test unit lint types install lock
+.PHONY: demo test unit lint types install lock docs
 
 # The main job on the embedded default: local Kafka + S3 endpoint, sample data, catch-up,
 # verify, and a DuckDB query over the output. `s3sink local down` stops the stack.
@@ -31,6 +31,13 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 install: $(STAMP)
+
+# Regenerate the README's configuration reference from the config model.
+docs: $(STAMP)
+	$(BIN)/python -c 'import pathlib, re; from s3sink.config import docs_markdown as d; \
+	p = pathlib.Path("README.md"); \
+	p.write_text(re.sub(r"(<!-- config-reference:start -->\n).*(<!-- config-reference:end -->)", \
+	lambda m: m.group(1) + d() + m.group(2), p.read_text(), flags=re.S))'
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "s3sink needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'

@@ -14,7 +14,7 @@ def test_config_reference_is_generated() -> None:
     text = README.read_text()
     m = re.search(r"<!-- config-reference:start -->\n(.*)<!-- config-reference:end -->", text, re.S)
     assert m is not None, "README lacks the config reference markers"
-    assert m.group(1) == docs_markdown(), "README config reference is stale: regenerate it"
+    assert m.group(1) == docs_markdown(), "README config reference is stale: run `make docs`"
 
 
 def test_quick_start_properties_are_valid() -> None:
