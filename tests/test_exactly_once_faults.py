@@ -238,15 +238,25 @@ def test_s3_faults(
             s.producer.start()
             a, b = s.instance("a").start(), s.instance("b").start()
             _wait_ready(a, b)
+            # on top of the random 5%: the responses of the steps that matter most are lost
+            # after S3 executed them (the marker's conditional create, the publishing copy,
+            # the staging delete)
+            proxy.inject("drop", lambda r: r.is_conditional_put, times=4)
+            proxy.inject("drop", lambda r: "x-amz-copy-source" in r.headers, times=3)
+            proxy.inject("drop", lambda r: r.method == "DELETE", times=3)
             time.sleep(15)
+            assert proxy.pending_injections() == 0, "not every targeted fault was used"
             s.stop_all()
             s.finish()
         counts = proxy.counts
     retried = sum(p.count(r"transient failure") for p in s.procs)
     failed = sum(p.count(r"commit failed") for p in s.procs)
+    landed = sum(p.count(r"had landed before the retry") for p in s.procs)
     info(
         f"S3 faults: {counts['requests']} requests, {counts['injected_500']} x 500, "
         f"{counts['injected_503']} x 503, {counts['dropped_after_forward']} executed then reset; "
-        f"{retried} retries logged, {failed} commits failed and were taken over again"
+        f"{retried} retries logged, {landed} markers whose response was lost recognized as "
+        f"landed, {failed} commits failed and were taken over again"
     )
+    assert landed >= 1
     assert counts["injected_500"] and counts["injected_503"] and counts["dropped_after_forward"]
