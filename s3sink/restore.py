@@ -243,9 +243,10 @@ def _decompress(key: str, data: bytes) -> tuple[str, bytes]:
     return key, data
 
 
-def decode_file(config: SinkConfig, key: str, data: bytes) -> Decoded:
+def decode_file(config: SinkConfig, key: str, data: bytes, expected: int | None = None) -> Decoded:
     """Records of an archived file, by its name (and Avro header): backup, json, bytearray,
-    parquet or avro."""
+    parquet or avro. ``expected`` (the marker's record count) checks that bytearray values
+    split back into as many records."""
     if key.endswith(".parquet"):
         return _parquet(config, data)
     if key.endswith(".avro"):
@@ -259,7 +260,16 @@ def decode_file(config: SinkConfig, key: str, data: bytes) -> Decoded:
     if name.endswith(".json"):
         return _json_lines(config, raw)
     if name.endswith(config.format_bytearray_extension):
-        return Decoded("bytearray", _bytearray(config, raw), offsets=False, exact=True)
+        values = _bytearray(config, raw)
+        if expected is not None and len(values) != expected:
+            raise RestoreError(
+                f"{key}: splitting on format.bytearray.separator gives {len(values)} values, "
+                f"the commit says {expected} records: some values contain the separator, so "
+                "this archive cannot be restored record by record (the backup format can)"
+            )
+        return Decoded(
+            "bytearray", iter([(-1, -1, None, v, None) for v in values]), offsets=False, exact=True
+        )
     raise RestoreError(f"{key}: unknown file type; restore reads backup, json, bytearray, "
                        "parquet and avro files")  # fmt: skip
 
@@ -326,13 +336,11 @@ def _json_lines(config: SinkConfig, raw: bytes) -> Decoded:
     return Decoded("json", plain(), offsets=False, exact=True)
 
 
-def _bytearray(config: SinkConfig, raw: bytes) -> Iterator[Rec]:
-    sep = config.format_bytearray_separator
-    values = raw.split(sep)
+def _bytearray(config: SinkConfig, raw: bytes) -> list[bytes]:
+    values = raw.split(config.format_bytearray_separator)
     if values and values[-1] == b"":
         values.pop()
-    for v in values:
-        yield (-1, -1, None, v, None)
+    return values
 
 
 def _json_value(v: Any) -> bytes | None:
@@ -927,7 +935,7 @@ class Restorer:
         p = plan.partition
         decoded = []
         for f in files:
-            d = decode_file(self.config, f.key, fetcher.get(f))
+            d = decode_file(self.config, f.key, fetcher.get(f), f.records)
             decoded.append(d)
             self.summary.files += 1
             self.summary.kinds.add(d.kind)

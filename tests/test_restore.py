@@ -355,6 +355,14 @@ def test_decode_every_format(
         assert [r[0] for r in records] == [10, 11, 12]
 
 
+def test_bytearray_values_with_the_separator_are_refused() -> None:
+    config = SinkConfig(bootstrap_servers="x:1", format_class="bytearray")
+    data = _written(config, _batch([b"a\nb", b"c"]))
+    assert [r[3] for r in decode_file(config, "f.bin", data).records] == [b"a", b"b", b"c"]
+    with pytest.raises(RestoreError, match="contain the separator"):
+        decode_file(config, "f.bin", data, expected=2)
+
+
 def test_backup_file_is_plain_avro() -> None:
     config = SinkConfig(bootstrap_servers="x:1", format_class="backup")
     data = _written(config, _batch(list(VALUES)))
