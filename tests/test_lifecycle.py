@@ -1,0 +1,255 @@
+"""Lifecycle of ``s3sink run`` as a real process: SIGTERM/SIGINT commit what is buffered and exit
+0; a second signal stops at once and safely; ``shutdown.timeout.ms`` bounds a graceful stop;
+``/readyz`` answers ready only once the partitions are taken over.
+
+S3 is moto behind a fault proxy whose queue holds a *gate*: while the gate is closed every S3
+request waits at the proxy, so a stop can be caught with its commits in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3sink.config import parse
+from s3sink.verify import verify
+from tests.rig.faultproxy import FaultProxy, ProxiedRequest
+from tests.rig.kafka import create_topic, produce_n
+from tests.rig.observe import get, listen_address, scrape, wait_for
+from tests.rig.s3 import S3Endpoint
+from tests.rig.sinkproc import (
+    SinkProcess,
+    all_markers,
+    check_archive,
+    run_command,
+    s3_keys,
+    sink_config,
+    storage_of,
+)
+
+PARTITIONS = 3
+N = 3000
+
+
+class S3Gate:
+    """Holds every request at the proxy while closed (the S3 endpoint seems to hang)."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self.held = 0
+        proxy.inject("500", self._hold, times=10**9)  # never injects: only waits
+
+    def _hold(self, request: ProxiedRequest) -> bool:
+        if not self._open.is_set():
+            self.held += 1
+            self._open.wait()
+        return False
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+
+@pytest.fixture
+def gated(s3_endpoint: S3Endpoint) -> Iterator[tuple[FaultProxy, S3Gate]]:
+    with FaultProxy(s3_endpoint.url) as proxy:
+        gate = S3Gate(proxy)
+        try:
+            yield proxy, gate
+        finally:
+            gate.open()
+
+
+def _produce(bootstrap: str, topic: str) -> dict[int, int]:
+    delivered = produce_n(
+        bootstrap,
+        topic,
+        N,
+        value=lambda i: json.dumps({"id": i, "pad": "x" * 40}).encode(),
+        partition=lambda i: i % PARTITIONS,
+    )
+    return delivered.end_offsets()
+
+
+def _buffering_config(
+    bootstrap: str, topic: str, storage: dict[str, str], listen: str, **extra: str
+) -> dict[str, str]:
+    """Nothing rolls before the stop: every record is buffered until then."""
+    return sink_config(
+        bootstrap,
+        topic,
+        storage,
+        **{
+            "flush.size": "1000000",
+            "rotate.schedule.interval.ms": "-1",
+            "http.listen": listen,
+            "consumer.statistics.interval.ms": "500",
+            **extra,
+        },
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_commits_what_is_buffered_and_exits_0(
+    sig: signal.Signals,
+    kafka_bootstrap: str,
+    s3_endpoint: S3Endpoint,
+    s3_bucket: str,
+    tmp_path: Path,
+) -> None:
+    topic = create_topic(kafka_bootstrap, PARTITIONS)
+    ends = _produce(kafka_bootstrap, topic)
+    listen = listen_address()
+    config = _buffering_config(kafka_bootstrap, topic, s3_keys(s3_endpoint, s3_bucket), listen)
+    with SinkProcess(config, tmp_path, "run") as proc:
+        proc.start()
+        # /readyz: 503 until every partition is taken over, then 200 (never the other way)
+        seen: list[int] = []
+
+        def ready() -> int:
+            status = get(listen, "/readyz", timeout=2)[0]
+            seen.append(status)
+            return status
+
+        wait_for("ready", ready, lambda s: s == 200, timeout=60)
+        took_over = proc.count(r"took over at seq", current=True)
+        assert took_over == PARTITIONS, proc.tail()
+        assert 200 not in seen[:-1]
+        assert get(listen, "/healthz") == (200, "ok\n")
+
+        m = wait_for(
+            "every record consumed",
+            lambda: scrape(listen),
+            lambda s: s.value("records_consumed_total") == N,
+        )
+        assert m.value("records_committed_total") == 0, "flush.size is not reached: buffered"
+        consumed = {
+            p: int(m.value("records_consumed_total", topic=topic, partition=str(p)))
+            for p in range(PARTITIONS)
+        }
+        started = time.monotonic()
+        proc.signal(sig)
+        assert proc.wait(60) == 0, proc.tail()
+        stop_s = time.monotonic() - started
+        log = proc.text()
+    assert consumed == ends  # the records sent are the records the sink read
+    storage = storage_of(config)
+    check = check_archive(storage, topic, range(N), ends)
+    assert check.problems() == [], check.problems()
+    for p, ms in check.markers.items():
+        assert ms[-1].kind == "commit"
+        assert ms[-1].end == consumed[p]  # the log ends where consumption ended
+    assert '"shutdown"' in log or "shutdown" in log
+    assert verify(storage, parse(dict(config), environ={})).ok
+    assert stop_s < 30
+
+
+def test_second_signal_stops_at_once_and_nothing_uncommitted_is_visible(
+    kafka_bootstrap: str,
+    s3_endpoint: S3Endpoint,
+    s3_bucket: str,
+    gated: tuple[FaultProxy, S3Gate],
+    tmp_path: Path,
+) -> None:
+    proxy, gate = gated
+    topic = create_topic(kafka_bootstrap, PARTITIONS)
+    ends = _produce(kafka_bootstrap, topic)
+    listen = listen_address()
+    config = _buffering_config(
+        kafka_bootstrap,
+        topic,
+        s3_keys(s3_endpoint, s3_bucket, url=proxy.url),
+        listen,
+        **{"shutdown.timeout.ms": "600000"},
+    )
+    with SinkProcess(config, tmp_path, "run") as proc:
+        proc.start()
+        wait_for(
+            "every record consumed",
+            lambda: scrape(listen),
+            lambda s: s.value("records_consumed_total") == N,
+        )
+        gate.close()  # S3 hangs: the graceful stop cannot finish
+        proc.signal(signal.SIGTERM)
+        proc.wait_for_log("committing what is buffered", 30)
+        wait_for("the stop reaches S3", lambda: gate.held, lambda n: n > 0, timeout=30)
+        assert get(listen, "/readyz")[0] == 503  # stopping: not ready any more
+        assert proc.running()
+        time.sleep(0.5)
+        assert proc.running(), "a graceful stop must wait for its commits"
+        second = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(20)
+        quit_s = time.monotonic() - second
+        log = proc.text()
+    assert code == 0, log[-3000:]
+    assert quit_s < 8, f"second signal took {quit_s:.1f} s"
+    assert "stopping at once" in log
+    gate.open()
+    storage = storage_of(config)
+    # nothing uncommitted is visible: every file under topics.dir is referenced by a marker
+    referenced = {
+        f.key for p in range(PARTITIONS) for m in all_markers(storage, topic, p) for f in m.files
+    }
+    listed = {i.key for i in storage.list(f"topics/{topic}/")}
+    assert listed <= referenced, sorted(listed - referenced)[:5]
+    # the next run cleans up and archives everything exactly once; verify is clean
+    direct = {**config, **s3_keys(s3_endpoint, s3_bucket), "http.listen": "none"}
+    code, out = run_command("catchup", direct, tmp_path, "catchup", timeout=120)
+    assert code == 0, out[-3000:]
+    check = check_archive(storage_of(direct), topic, range(N), ends)
+    assert check.problems() == [], check.problems()
+    code, out = run_command("verify", direct, tmp_path, "verify", timeout=120)
+    assert code == 0, out[-3000:]
+
+
+def test_shutdown_timeout_bounds_a_graceful_stop(
+    kafka_bootstrap: str,
+    s3_endpoint: S3Endpoint,
+    s3_bucket: str,
+    gated: tuple[FaultProxy, S3Gate],
+    tmp_path: Path,
+) -> None:
+    proxy, gate = gated
+    topic = create_topic(kafka_bootstrap, PARTITIONS)
+    ends = _produce(kafka_bootstrap, topic)
+    listen = listen_address()
+    timeout_ms = 3000
+    config = _buffering_config(
+        kafka_bootstrap,
+        topic,
+        s3_keys(s3_endpoint, s3_bucket, url=proxy.url),
+        listen,
+        **{"shutdown.timeout.ms": str(timeout_ms)},
+    )
+    with SinkProcess(config, tmp_path, "run") as proc:
+        proc.start()
+        wait_for(
+            "every record consumed",
+            lambda: scrape(listen),
+            lambda s: s.value("records_consumed_total") == N,
+        )
+        gate.close()
+        started = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        code = proc.wait(60)
+        stop_s = time.monotonic() - started
+        log = proc.text()
+    assert code == 0, log[-3000:]
+    assert timeout_ms / 1000 <= stop_s < timeout_ms / 1000 + 6, f"stop took {stop_s:.1f} s"
+    assert "after shutdown.timeout.ms" in log
+    gate.open()
+    direct = {**config, **s3_keys(s3_endpoint, s3_bucket), "http.listen": "none"}
+    code, out = run_command("catchup", direct, tmp_path, "catchup", timeout=120)
+    assert code == 0, out[-3000:]
+    check = check_archive(storage_of(direct), topic, range(N), ends)
+    assert check.problems() == [], check.problems()
