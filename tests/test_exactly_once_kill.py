@@ -44,7 +44,7 @@ PER_PARTITION = int(os.environ.get("KILL_TEST_RECORDS_PER_PARTITION", "200000"))
 RANDOM_KILLS = int(os.environ.get("KILL_TEST_RANDOM_KILLS", "20"))
 #: A random kill comes this long after the start (seconds): during start-up, takeover,
 #: consumption and commits alike.
-KILL_AFTER = (0.3, 5.0)
+KILL_AFTER = (0.5, 8.0)
 #: The n-th time a failpoint is reached is the one that kills (random in this range).
 FAILPOINT_HIT = (1, 12)
 
