@@ -161,8 +161,50 @@ class PartitionPlan:
         return self.markers[-1].end if self.markers else 0
 
 
-def _data_files(marker: Marker) -> list[FileEntry]:
-    return [f for f in marker.files if not f.key.startswith(f"{ROOT}/")]
+SIDECAR_KINDS = ("keys", "headers")
+
+
+def sidecar_of(topics_dir: str, key: str) -> tuple[str, str] | None:
+    """For a keys/headers file (``store.kafka.keys``/``.headers``): its kind and the key of the
+    data file it belongs to; None for any other file."""
+    for kind in SIDECAR_KINDS:
+        prefix = f"{topics_dir}/_{kind}/"
+        if key.startswith(prefix):
+            directory, _, name = key[len(prefix) :].rpartition("/")
+            m = re.fullmatch(rf"(.*\+\d+\+\d+)\.{kind}(\..*)?", name)
+            if m:
+                return kind, f"{topics_dir}/{directory}/{m.group(1)}{m.group(2) or ''}"
+    return None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A data file of a commit and its keys/headers files."""
+
+    data: FileEntry
+    sidecars: dict[str, FileEntry]
+
+    def files(self) -> list[FileEntry]:
+        return [self.data, *(self.sidecars[k] for k in SIDECAR_KINDS if k in self.sidecars)]
+
+
+def data_units(marker: Marker, topics_dir: str) -> list[Unit]:
+    """The data files of a commit with their keys/headers files (error files left out)."""
+    data: list[FileEntry] = []
+    side: dict[str, dict[str, FileEntry]] = {}
+    for f in marker.files:
+        if f.key.startswith(f"{ROOT}/"):
+            continue
+        of = sidecar_of(topics_dir, f.key)
+        if of is None:
+            data.append(f)
+        else:
+            side.setdefault(of[1], {})[of[0]] = f
+    return [Unit(f, side.get(f.key, {})) for f in data]
+
+
+def _data_files(marker: Marker, topics_dir: str) -> list[FileEntry]:
+    return [u.data for u in data_units(marker, topics_dir)]
 
 
 def read_plan(
@@ -231,6 +273,8 @@ class Decoded:
     #: Every record carries its source offset (merge and resume inside a commit are possible).
     offsets: bool
     exact: bool
+    #: Records carry their Kafka timestamps.
+    timestamps: bool = True
 
 
 def _decompress(key: str, data: bytes) -> tuple[str, bytes]:
@@ -268,7 +312,11 @@ def decode_file(config: SinkConfig, key: str, data: bytes, expected: int | None 
                 "this archive cannot be restored record by record (the backup format can)"
             )
         return Decoded(
-            "bytearray", iter([(-1, -1, None, v, None) for v in values]), offsets=False, exact=True
+            "bytearray",
+            iter([(-1, -1, None, v, None) for v in values]),
+            offsets=False,
+            exact=True,
+            timestamps=False,
         )
     raise RestoreError(f"{key}: unknown file type; restore reads backup, json, bytearray, "
                        "parquet and avro files")  # fmt: skip
@@ -333,7 +381,7 @@ def _json_lines(config: SinkConfig, raw: bytes) -> Decoded:
 
     if with_meta:
         return Decoded("json", meta(), offsets=True, exact=True)
-    return Decoded("json", plain(), offsets=False, exact=True)
+    return Decoded("json", plain(), offsets=False, exact=True, timestamps=False)
 
 
 def _bytearray(config: SinkConfig, raw: bytes) -> list[bytes]:
@@ -341,6 +389,62 @@ def _bytearray(config: SinkConfig, raw: bytes) -> list[bytes]:
     if values and values[-1] == b"":
         values.pop()
     return values
+
+
+Headers = list[tuple[str, bytes | None]]
+
+
+def decode_sidecar(
+    config: SinkConfig, key: str, data: bytes, kind: str, expected: int
+) -> list[Any]:
+    """The keys (``bytes | None``) or headers (``list | None``) of a keys/headers file, one per
+    record of its data file, in order."""
+    text_key = key_as_text(config)
+    out: list[Any]
+    if key.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        col = pq.read_table(pa.BufferReader(data)).column(0).to_pylist()
+        out = col if kind == "keys" else [[(h["key"], h["value"]) for h in x or ()] for x in col]
+    elif key.endswith(".avro"):
+        import fastavro
+
+        rows: list[Any] = list(fastavro.reader(io.BytesIO(data)))
+        out = rows if kind == "keys" else [[(h["key"], h["value"]) for h in x or ()] for x in rows]
+    else:
+        name, raw = _decompress(key, data)
+        if name.endswith(".json"):
+            docs = [json.loads(line) for line in raw.split(b"\n") if line]
+            if kind == "keys":
+                out = [d if d is None or text_key else base64.b64decode(d) for d in docs]
+            else:
+                out = [[(h["key"], _b64(h.get("value"))) for h in d or ()] for d in docs]
+        else:  # bytearray keys: a null key was written as an empty one
+            out = [k or None for k in _bytearray(config, raw)]
+    if kind == "keys":
+        out = [k.encode() if isinstance(k, str) else k for k in out]
+    else:
+        out = [h or None for h in out]
+    if len(out) != expected:
+        raise RestoreError(
+            f"{key}: {len(out)} {kind} for the {expected} records of its data file (bytearray "
+            "keys containing format.bytearray.separator cannot be split back)"
+        )
+    return out
+
+
+def _with_sidecars(
+    records: Iterator[Rec], keys: list[bytes | None] | None, headers: list[Headers | None] | None
+) -> Iterator[Rec]:
+    for i, (offset, ts, key, value, hdrs) in enumerate(records):
+        yield (
+            offset,
+            ts,
+            key if keys is None else keys[i],
+            value,
+            hdrs if headers is None else headers[i],
+        )
 
 
 def _json_value(v: Any) -> bytes | None:
@@ -404,7 +508,7 @@ def _avro(config: SinkConfig, reader: Any) -> Decoded:
         else inner
     )
     exact = value_type in ("bytes", "string") and not (has_meta and not wrapped)
-    return Decoded("avro", records(), offsets=complete, exact=exact)
+    return Decoded("avro", records(), offsets=complete, exact=exact, timestamps=has_meta)
 
 
 def _parquet(config: SinkConfig, data: bytes) -> Decoded:
@@ -464,7 +568,7 @@ def _parquet(config: SinkConfig, data: bytes) -> Decoded:
                 for v in values:
                     yield (-1, -1, None, v, None)
 
-    return Decoded("parquet", records(), offsets=has_meta, exact=raw)
+    return Decoded("parquet", records(), offsets=has_meta, exact=raw, timestamps=has_meta)
 
 
 class Prefetcher:
@@ -814,8 +918,9 @@ class Restorer:
         )
         if self.opts.dry_run:
             for p, plan in sorted(self.plans.items()):
-                files = sum(len(_data_files(m)) for m in plan.markers)
-                records = sum(f.records for m in plan.markers for f in _data_files(m))
+                tdir = self.config.topics_dir
+                files = sum(len(_data_files(m, tdir)) for m in plan.markers)
+                records = sum(f.records for m in plan.markers for f in _data_files(m, tdir))
                 print(
                     f"partition {p}: {len(plan.markers)} commits, {files} files, {records:,} "
                     f"records, offsets up to {plan.end}"
@@ -845,7 +950,7 @@ class Restorer:
             for plan in self.plans.values()
             for m in plan.markers
             if m.end > plan.next_offset
-            for f in _data_files(m)
+            for f in _data_files(m, self.config.topics_dir)
         )
         try:
             for attempt in range(1, 4):
@@ -894,13 +999,14 @@ class Restorer:
     def _replay(self) -> None:
         windowed = self.opts.from_ms is not None or self.opts.to_ms is not None
         prune = windowed and self._prunable()
-        work: list[tuple[PartitionPlan, Marker, list[FileEntry]]] = []
+        work: list[tuple[PartitionPlan, Marker, list[Unit]]] = []
         for plan in sorted(self.plans.values(), key=lambda pl: pl.partition):
             for m in plan.markers:
                 if m.end <= plan.next_offset:
                     continue
-                files = []
-                for f in _data_files(m):
+                units = []
+                for u in data_units(m, self.config.topics_dir):
+                    f = u.data
                     if prune and f.min_timestamp is not None and f.max_timestamp is not None:
                         lo, hi = self.opts.from_ms, self.opts.to_ms
                         if (hi is not None and f.min_timestamp >= hi) or (
@@ -909,17 +1015,19 @@ class Restorer:
                             self.summary.outside_window += f.records
                             self._done += f.records
                             continue
-                    files.append(f)
-                self.summary.error_records += sum(f.records for f in m.files) - sum(
-                    f.records for f in _data_files(m)
+                    units.append(u)
+                self.summary.error_records += sum(
+                    f.records for f in m.files if f.key.startswith(f"{ROOT}/")
                 )
-                work.append((plan, m, files))
-        fetcher = Prefetcher(self.storage, [f for _, _, fs in work for f in fs], PREFETCH_FILES)
+                work.append((plan, m, units))
+        fetcher = Prefetcher(
+            self.storage, [f for _, _, us in work for u in us for f in u.files()], PREFETCH_FILES
+        )
         try:
-            for plan, marker, files in work:
+            for plan, marker, units in work:
                 if self._stop.is_set():
                     break
-                self._replay_marker(plan, marker, files, fetcher, windowed)
+                self._replay_marker(plan, marker, units, fetcher, windowed)
             self._commit()
         finally:
             fetcher.close()
@@ -928,14 +1036,26 @@ class Restorer:
         self,
         plan: PartitionPlan,
         marker: Marker,
-        files: list[FileEntry],
+        units: list[Unit],
         fetcher: Prefetcher,
         windowed: bool,
     ) -> None:
         p = plan.partition
         decoded = []
-        for f in files:
+        for u in units:
+            f = u.data
             d = decode_file(self.config, f.key, fetcher.get(f), f.records)
+            if u.sidecars:
+                found = {
+                    kind: decode_sidecar(self.config, sf.key, fetcher.get(sf), kind, f.records)
+                    for kind, sf in ((k, u.sidecars[k]) for k in SIDECAR_KINDS if k in u.sidecars)
+                }
+                d.records = _with_sidecars(d.records, found.get("keys"), found.get("headers"))
+            if windowed and not d.timestamps:
+                raise RestoreError(
+                    f"{f.key}: --from-time/--to-time need record timestamps, which {d.kind} "
+                    "files hold only with store.kafka.metadata=true (or use the backup format)"
+                )
             decoded.append(d)
             self.summary.files += 1
             self.summary.kinds.add(d.kind)

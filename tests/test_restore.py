@@ -47,6 +47,7 @@ from s3sink.restore import (
     parse_partitions,
     parse_time,
     read_plan,
+    sidecar_of,
 )
 from s3sink.rotation import RotationReason
 from s3sink.sink import Sink
@@ -207,7 +208,9 @@ def s3_storage(endpoint: S3Endpoint, bucket: str) -> dict[str, str]:
 
 def archive(cfg: SinkConfig, n: int) -> None:
     summary = Sink(cfg).run(catchup=True)
-    assert summary.records == n, summary.text()
+    # (the catch-up summary counts the rows of keys/headers files too)
+    sidecars = int(cfg.store_kafka_keys) + int(cfg.store_kafka_headers)
+    assert summary.records in (n, n * (1 + sidecars)), summary.text()
 
 
 def murmur2(data: bytes) -> int:
@@ -378,11 +381,13 @@ class FakeProducer:
     """Records what a restore produces and commits (no broker: for the reading side)."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, int, bytes | None, bytes | None]] = []
+        self.sent: list[tuple[str, int, bytes | None, bytes | None, Any]] = []
         self.commits = 0
 
     def produce(self, topic: str, **kw: Any) -> None:
-        self.sent.append((topic, kw.get("partition", -1), kw.get("key"), kw.get("value")))
+        self.sent.append(
+            (topic, kw.get("partition", -1), kw.get("key"), kw.get("value"), kw.get("headers"))
+        )
 
     def begin_transaction(self) -> None:
         pass
@@ -394,19 +399,17 @@ class FakeProducer:
         return 0
 
 
-def test_files_of_one_commit_are_merged_by_offset_and_resumed_inside() -> None:
-    """A field partitioner splits each commit into several files; the replay merges them back
-    into offset order, and a resume point inside a commit skips exactly what came before."""
+def archive_in_memory(
+    keys: dict[str, str], batches: list[RecordBatch]
+) -> tuple[SinkConfig, MemoryStorage]:
+    """Run batches of partition 0 of ``orders`` through a PartitionWriter, a commit each."""
     raw = {
-        "name": "merge",
+        "name": "mem",
         "topics": "orders",
         "bootstrap.servers": "127.0.0.1:1",
         "storage.url": "memory://",
         "http.listen": "none",
-        "format.class": "backup",
-        "value.converter": "json",
-        "partitioner.class": "field",
-        "partition.field.name": "region",
+        **keys,
     }
     config = parse(raw, environ={})
     storage = MemoryStorage()
@@ -415,37 +418,95 @@ def test_files_of_one_commit_are_merged_by_offset_and_resumed_inside() -> None:
     ctx = build_context(config, storage, clock, Metrics(), committer)
     plog = PartitionLog(storage, "orders", 0, "test", "attempt-1", clock)
     writer = PartitionWriter(ctx, "orders", 0, plog, plog.takeover(None, lambda: 0).fence.end)
+    for b in batches:
+        writer.append(b)
+        writer.seal(RotationReason.FLUSH_SIZE)
+    assert committer.wait_idle(None, 30) and writer.failure is None, writer.failure
+    return config, storage
+
+
+def replay_fake(
+    config: SinkConfig,
+    storage: MemoryStorage,
+    resume: int | None = None,
+    opts: RestoreOptions | None = None,
+) -> list[tuple[str, int, bytes | None, bytes | None, Any]]:
+    """What a restore of partition 0 produces (progress records left out)."""
+    r = Restorer(config, opts or RestoreOptions(to_topic="out"), storage=storage)
+    r.plan()
+    fake = FakeProducer()
+    r._producer = fake
+    if resume is not None:
+        r.plans[0].next_offset = resume
+        r.committed = {0: resume}
+        r.pending = {0: resume}
+    r._replay()
+    assert fake.sent[-1][0] == DEFAULT_PROGRESS_TOPIC
+    return [x for x in fake.sent if x[0] == "out"]
+
+
+def test_files_of_one_commit_are_merged_by_offset_and_resumed_inside() -> None:
+    """A field partitioner splits each commit into several files; the replay merges them back
+    into offset order, and a resume point inside a commit skips exactly what came before."""
     n = 60
     values: list[bytes | None] = [b'{"id":%d,"region":"r%d"}' % (i, i % 3) for i in range(n)]
-    for start in (0, 30):
-        sl = slice(start, start + 30)
-        writer.append(
-            RecordBatch(
-                "orders", 0, list(range(start, start + 30)), [T0] * 30, [1] * 30,
-                [b"k"] * 30, values[sl], [None] * 30,
-            )
-        )  # fmt: skip
-        writer.seal(RotationReason.FLUSH_SIZE)
-    assert committer.wait_idle(None, 30) and writer.failure is None
+    batches = [
+        RecordBatch(
+            "orders", 0, list(range(start, start + 30)), [T0] * 30, [1] * 30, [b"k"] * 30,
+            values[start : start + 30], [None] * 30,
+        )
+        for start in (0, 30)
+    ]  # fmt: skip
+    keys = {
+        "format.class": "backup",
+        "value.converter": "json",
+        "partitioner.class": "field",
+        "partition.field.name": "region",
+    }
+    config, storage = archive_in_memory(keys, batches)
     plans, count = read_plan(storage, "orders", None)
     assert count == 1
     assert [len(m.files) for m in plans[0].markers] == [3, 3]
+    assert [x[3] for x in replay_fake(config, storage)] == values
+    assert [x[3] for x in replay_fake(config, storage, resume=41)] == values[41:]
 
-    def replay(resume: int | None) -> list[bytes | None]:
-        r = Restorer(config, RestoreOptions(to_topic="out"), storage=storage)
-        r.plan()
-        fake = FakeProducer()
-        r._producer = fake
-        if resume is not None:
-            r.plans[0].next_offset = resume
-            r.committed = {0: resume}
-            r.pending = {0: resume}
-        r._replay()
-        assert fake.sent[-1][0] == DEFAULT_PROGRESS_TOPIC
-        return [v for topic, _, _, v in fake.sent if topic == "out"]
 
-    assert replay(None) == values
-    assert replay(41) == values[41:]
+def test_sidecar_of() -> None:
+    assert sidecar_of(
+        "topics", "topics/_keys/orders/partition=0/orders+0+0000000007.keys.json.gz"
+    ) == (
+        "keys",
+        "topics/orders/partition=0/orders+0+0000000007.json.gz",
+    )
+    assert sidecar_of("t", "t/_headers/a/b/x.y+1+00.headers.snappy.parquet") == (
+        "headers",
+        "t/a/b/x.y+1+00.snappy.parquet",
+    )
+    assert sidecar_of("topics", "topics/orders/partition=0/orders+0+0000000007.json") is None
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro", "parquet", "bytearray"])
+def test_keys_and_headers_files_are_joined_back(fmt: str) -> None:
+    """store.kafka.keys/headers: the values, keys and headers files meet again per record."""
+    n = 12
+    keys_: list[bytes | None] = [None if i % 4 == 0 else b"k\x00%d" % i for i in range(n)]
+    headers: list[list[tuple[str, bytes | None]] | None] = [
+        None if i % 3 == 0 else [("h", b"%d" % i), ("h", None)] for i in range(n)
+    ]
+    values: list[bytes | None] = [b'{"id":%d}' % i for i in range(n)]
+    batch = RecordBatch("orders", 0, list(range(n)), [T0] * n, [1] * n, keys_, values, headers)
+    conf = {
+        "format.class": fmt,
+        "value.converter": "bytes",
+        "store.kafka.keys": "true",
+        "store.kafka.headers": "false" if fmt == "bytearray" else "true",
+    }
+    config, storage = archive_in_memory(conf, [batch.slice(0, 5), batch.slice(5, n)])
+    got = replay_fake(config, storage)
+    assert [x[3] for x in got] == values
+    assert [x[2] for x in got] == keys_
+    if fmt != "bytearray":
+        assert [x[4] for x in got] == headers
 
 
 # -- on the real brokers ---------------------------------------------------------------------
@@ -535,7 +596,8 @@ def test_json_and_bytearray_archives_restore_values(
         headers=lambda i: [("h", b"%d" % i)],
         timestamp_ms=lambda i: T0 + i,
     )
-    extra = {"store.kafka.metadata": "true"} if fmt == "json" else {}
+    # json: a _kafka field in each line; bytearray: keys in keys files beside the data files
+    extra = {"store.kafka.metadata": "true"} if fmt == "json" else {"store.kafka.keys": "true"}
     cfg = sink_config(
         kafka_bootstrap,
         source,
@@ -550,9 +612,9 @@ def test_json_and_bytearray_archives_restore_values(
     got = by_partition(read_committed(kafka_bootstrap, target))
     if fmt == "json":  # with _kafka metadata: everything, byte for byte
         assert got == want
-    else:  # values only
-        assert {p: [r[1] for r in rs] for p, rs in got.items()} == {
-            p: [r[1] for r in rs] for p, rs in want.items()
+    else:  # keys and values
+        assert {p: [r[:2] for r in rs] for p, rs in got.items()} == {
+            p: [r[:2] for r in rs] for p, rs in want.items()
         }
 
 
@@ -637,3 +699,17 @@ def test_kill9_during_restore_neither_loses_nor_repeats(
     line = done.stdout.decode().strip().splitlines()[-1]
     assert line.startswith("restore done:") and "resumed partition 0 at offset" in line, line
     assert by_partition(read_committed(kafka_bootstrap, target)) == want
+
+
+def test_time_window_needs_record_timestamps() -> None:
+    batch = RecordBatch(
+        "orders", 0, [0, 1], [T0, T0 + 1], [1, 1], [None] * 2, [b"1", b"2"], [None] * 2
+    )
+    config, storage = archive_in_memory({"format.class": "json"}, [batch])
+    window = RestoreOptions(to_topic="out", from_ms=T0 + 1)
+    with pytest.raises(RestoreError, match="need record timestamps"):
+        replay_fake(config, storage, opts=window)
+    config, storage = archive_in_memory(
+        {"format.class": "json", "store.kafka.metadata": "true"}, [batch]
+    )
+    assert [x[3] for x in replay_fake(config, storage, opts=window)] == [b"2"]
