@@ -76,7 +76,8 @@ def seq_of(key: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One data file of a commit."""
+    """One file of a commit. ``role`` is ``data``, ``errors`` (bad records under
+    ``_s3sink/errors/``), ``keys`` or ``headers`` (sidecar files, one row per data row)."""
 
     staging: str
     key: str
@@ -88,6 +89,12 @@ class FileEntry:
     min_timestamp: int | None = None
     max_timestamp: int | None = None
     schema: str | None = None
+    role: str = "data"
+
+    @property
+    def holds_records(self) -> bool:
+        """Whether its rows are records of their own (not sidecar rows of a data file)."""
+        return self.role in ("data", "errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +361,7 @@ class PartitionLog:
             end=end,
             files=tuple(files),
             created_ms=self.clock.now_ms(),
-            records=sum(f.records for f in files),
+            records=sum(f.records for f in files if f.role == "data"),
             extra=extra or {},
         )
         if end < prev.end:

@@ -126,7 +126,8 @@ def verify(
                 pr.commits += 1
                 n = 0
                 for f in m.files:
-                    n += f.records
+                    if f.holds_records:
+                        n += f.records
                     if f.first_offset < m.start or f.last_offset >= m.end:
                         report.problems.append(
                             f"{tp}: seq {m.seq}: {f.key} holds offsets [{f.first_offset}, "

@@ -58,6 +58,8 @@ class WriterStatus(enum.Enum):
 @dataclass(slots=True)
 class OpenFile:
     encoded: str
+    #: Key of this file in the writer's open files (encoded partition, plus a sidecar kind).
+    file_key: str
     final_key: str
     staging_key: str
     upload: Upload
@@ -372,10 +374,11 @@ class PartitionWriter:
             writer = ctx.sidecars[sidecar].open(upload)
         else:
             writer = ctx.format.open(upload)
-        f = OpenFile(encoded, final, staging, upload, writer, first_offset)
+        file_key = encoded if sidecar is None else f"{encoded}{SIDECAR_SEP}{sidecar}"
+        f = OpenFile(encoded, file_key, final, staging, upload, writer, first_offset)
         if not self.files:
             self.opened_ms = ctx.clock.now_ms()
-        self.files[encoded if sidecar is None else f"{encoded}{SIDECAR_SEP}{sidecar}"] = f
+        self.files[file_key] = f
         ctx.metrics.inc("files_opened_total", 1, tp=self.tp)
         return f
 
@@ -461,6 +464,12 @@ class _ErrorLinesWriter:
 
 
 def file_entry(f: OpenFile, etag: str, size: int) -> FileEntry:
+    if f.encoded == ERRORS_ENCODED:
+        role = "errors"
+    elif SIDECAR_SEP in f.file_key:
+        role = f.file_key.rsplit(SIDECAR_SEP, 1)[1]
+    else:
+        role = "data"
     return FileEntry(
         staging=f.staging_key,
         key=f.final_key,
@@ -472,6 +481,7 @@ def file_entry(f: OpenFile, etag: str, size: int) -> FileEntry:
         min_timestamp=f.min_ts,
         max_timestamp=f.max_ts,
         schema=f.schema,
+        role=role,
     )
 
 
