@@ -197,6 +197,8 @@ class Sink:
         self.clean = True
         #: Partition end offsets (last stable offset with read_committed) from librdkafka stats.
         self._ends: dict[tuple[str, int], int] = {}
+        #: A Kafka client error that stops the sink (bad credentials, untrusted certificate).
+        self._client_error: str | None = None
         self._log_storage: Storage = CountingLogStorage(self.storage, self.metrics)
         self.metrics.set("buffer_memory_budget_bytes", config.buffer_memory_bytes)
         self.metrics.set("ready", 0)
@@ -249,7 +251,8 @@ class Sink:
         started = self.clock.monotonic()
         self._conf = consumer_config(self.config, catchup=catchup)
         consumer = Consumer(
-            {**self._conf, "stats_cb": self._on_stats}, logger=logging.getLogger("s3sink.kafka")
+            {**self._conf, "stats_cb": self._on_stats, "error_cb": self._on_client_error},
+            logger=logging.getLogger("s3sink.kafka"),
         )
         self._consumer = consumer
         topics = list(self.config.topics) or [f"^{self.config.topics_regex}"]
@@ -303,6 +306,8 @@ class Sink:
         while not self._stop.is_set():
             self.last_loop = self.clock.monotonic()
             msgs = consumer.consume(num_messages=cfg.consume_batch_size, timeout=0.2)
+            if self._client_error is not None:
+                raise FatalError(self._client_error)
             if msgs:
                 self._dispatch(msgs)
             now = self.clock.now_ms()
@@ -358,6 +363,22 @@ class Sink:
             raise FatalError(f"Kafka: {err.str()}")
         if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):
             log.error("Kafka: %s", err.str())
+            return
+        log.warning("Kafka: %s", err.str())
+
+    def _on_client_error(self, err: Any) -> None:
+        """librdkafka client errors (error_cb, on the consumer thread). Failed authentication
+        and TLS verification are configuration problems: stop with one clear line rather than
+        retry for ever (a catch-up would never end)."""
+        code = err.code()
+        bad_auth = code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+        bad_tls = code == KafkaError._SSL and "verify failed" in err.str()
+        if err.fatal() or bad_auth or bad_tls:
+            if self._client_error is None:
+                self._client_error = (
+                    f"Kafka: {err.str()}; check bootstrap.servers and the "
+                    "consumer.security.protocol, consumer.sasl.* and consumer.ssl.* settings"
+                )
             return
         log.warning("Kafka: %s", err.str())
 
