@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.s3sink-installed
 
-.PHONY: demo test unit lint types install lock docs
+.PHONY: demo test unit lint types install lock bench bench-quick docs
 
 # The main job on the embedded default: local Kafka + S3 endpoint, sample data, catch-up,
 # verify, and a DuckDB query over the output. `s3sink local down` stops the stack.
@@ -31,6 +31,15 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 install: $(STAMP)
+
+# The benchmark (bench/README.md): s3sink catchup against the consume-only ceiling, with its
+# own broker and MinIO; bench-quick is the CI-sized run (under a minute). BENCH_ARGS passes
+# options, e.g. BENCH_ARGS="--backends local --records 500000".
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/bench.py --quick $(BENCH_ARGS)
 
 # Regenerate the README's configuration reference from the config model.
 docs: $(STAMP)
