@@ -41,7 +41,7 @@ from s3sink.errors import FatalError, RetriableError, S3SinkError
 from s3sink.failpoints import failpoint
 from s3sink.logs import PartitionName
 from s3sink.metrics import CountingLogStorage, Metrics
-from s3sink.records import RecordBatch
+from s3sink.records import RecordBatch, split_messages
 from s3sink.rotation import RotationReason
 from s3sink.storage.base import Storage
 from s3sink.writer import PartitionWriter, WriterStatus
@@ -323,18 +323,9 @@ class Sink:
                 progress(*self._catchup_progress())
 
     def _dispatch(self, msgs: Sequence[Any]) -> None:
-        groups: dict[tuple[str, int], list[Any]] = {}
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                self._kafka_error(m, err)
-                continue
-            key = (m.topic(), m.partition())
-            g = groups.get(key)
-            if g is None:
-                groups[key] = [m]
-            else:
-                g.append(m)
+        groups, failed = split_messages(msgs)
+        for m, err in failed:
+            self._kafka_error(m, err)
         for (topic, partition), ms in groups.items():
             w = self.state.writers.get((topic, partition))
             if w is None or w.status is not WriterStatus.ACTIVE:
