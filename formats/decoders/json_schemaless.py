@@ -65,6 +65,12 @@ class SchemalessJsonDecoder:
         return None if hit is None else hit[0]
 
     def decode(self, batch: RecordBatch) -> Decoded:
+        if self._explicit is None and None not in batch.values:
+            joined = jsonutil.joined_if_clean(batch.values)  # type: ignore[arg-type]
+            if joined is not None:
+                fast = self._decode_clean(batch, joined)
+                if fast is not None:
+                    return fast
         errors: dict[int, str] = {}
         rows: list[int] = []
         docs: list[bytes] = []
@@ -120,6 +126,31 @@ class SchemalessJsonDecoder:
             return self._explicit
         return self.inferred_schema(topic) or pa.schema([])
 
+    def _decode_clean(self, batch: RecordBatch, joined: bytes) -> Decoded | None:
+        """The common case in bulk: no tombstone, every value one line of a JSON object (see
+        :func:`jsonutil.joined_if_clean`). ``None``: some value is bad or nested too deeply;
+        the caller sorts them out value by value."""
+        topic = batch.topic
+        table = self._bulk(batch.values, self.inferred_schema(topic), joined)  # type: ignore[arg-type]
+        if table is None or jsonutil.type_depth(table.schema) >= jsonutil.MAX_DEPTH:
+            return None
+        merged, schema_id = self._widen(topic, table.schema)
+        if not len(merged):  # only empty objects so far: no columns to write
+            return Decoded((DecodedPart(None, None, schema_id),), {})
+        table = infer.conform_table(table, merged)
+        return Decoded((DecodedPart(None, table.replace_schema_metadata(_META), schema_id),), {})
+
+    def _widen(self, topic: str, batch_schema: pa.Schema) -> tuple[pa.Schema, str]:
+        """The topic's inferred schema widened by ``batch_schema``, and its id."""
+        with self._lock:
+            hit = self._schemas.get(topic)
+            merged = infer.merge_schemas(None if hit is None else hit[0], batch_schema)
+            if hit is not None and merged.equals(hit[0]):
+                return hit
+            schema_id = "inferred:" + fingerprint(merged)
+            self._schemas[topic] = (merged, schema_id)
+            return merged, schema_id
+
     # -- explicit schema --------------------------------------------------------------------
     def _parse_explicit(
         self, docs: list[bytes], schema: pa.Schema
@@ -166,14 +197,7 @@ class SchemalessJsonDecoder:
             batch_schema = table.schema
         else:  # pragma: no cover - objs is set whenever table is None
             return None, bad, None
-        with self._lock:
-            hit = self._schemas.get(topic)
-            merged = infer.merge_schemas(None if hit is None else hit[0], batch_schema)
-            if hit is not None and merged.equals(hit[0]):
-                merged, schema_id = hit
-            else:
-                schema_id = "inferred:" + fingerprint(merged)
-                self._schemas[topic] = (merged, schema_id)
+        merged, schema_id = self._widen(topic, batch_schema)
         if not len(merged):  # only empty objects so far: no columns to write
             return None, bad, schema_id
         if table is not None:
@@ -191,15 +215,19 @@ class SchemalessJsonDecoder:
                     bad[j] = f"cannot store the value: {str(exc)[:200]}"
             return infer.table_from_objects(keep, merged), bad, schema_id
 
-    def _bulk(self, docs: list[bytes], known: pa.Schema | None) -> pa.Table | None:
+    def _bulk(
+        self, docs: list[bytes], known: pa.Schema | None, joined: bytes | None = None
+    ) -> pa.Table | None:
         if known is not None and len(known):
-            t = jsonutil.bulk(docs, _parse_schema(known), "infer")
+            t = jsonutil.bulk(docs, _parse_schema(known), "infer", joined=joined)
             if t is not None and not infer.has_temporal(t.schema):
                 return t
-        t = jsonutil.bulk(docs)
+        t = jsonutil.bulk(docs, joined=joined)
         if t is not None and infer.has_temporal(t.schema):
             # keep ISO-looking strings as text: parse again, naming those fields strings
-            t = jsonutil.bulk(docs, _parse_schema(infer.merge_schemas(None, t.schema)), "infer")
+            t = jsonutil.bulk(
+                docs, _parse_schema(infer.merge_schemas(None, t.schema)), "infer", joined=joined
+            )
         return t
 
 

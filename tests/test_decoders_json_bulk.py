@@ -1,0 +1,101 @@
+"""The schemaless JSON decoder's bulk fast path gives what the value-by-value path gives."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from formats.decoders import jsonutil
+from formats.decoders.json_schemaless import SchemalessJsonDecoder
+from s3sink.records import RecordBatch
+
+
+def batch(values: list[bytes | None]) -> RecordBatch:
+    n = len(values)
+    return RecordBatch("t", 0, list(range(n)), [0] * n, [1] * n, [None] * n, values, [None] * n)
+
+
+def slow(values: list[bytes | None]) -> Any:
+    """The value-by-value path (a tombstone at the end forces it, then is dropped)."""
+    d = SchemalessJsonDecoder().decode(batch([*values, None]))
+    return {k: v for k, v in d.errors.items() if k < len(values)}, [
+        (None if p.table is None else p.table.slice(0, len(values)).to_pylist(), p.schema_id)
+        for p in d.parts
+    ]
+
+
+def fast(values: list[bytes | None]) -> Any:
+    d = SchemalessJsonDecoder().decode(batch(values))
+    return dict(d.errors), [
+        (None if p.table is None else p.table.to_pylist(), p.schema_id) for p in d.parts
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b'{"a":1,"b":{"c":[1,2]}}', b'{"a":2,"ts":"2024-05-03T07:00:00Z"}'],
+        [b"{}", b"{}"],
+        [b'{"a":' * 63 + b"1" + b"}" * 63],
+        [b'{"x":"' + b"[" * 200 + b'"}'],
+    ],
+)
+def test_clean_batches_take_the_fast_path_with_the_same_result(values: list[bytes | None]) -> None:
+    assert jsonutil.joined_if_clean(values) is not None  # type: ignore[arg-type]
+    assert fast(values) == slow(values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b'{"a":1}', b"null"],
+        [b'{"a":1}', b' {"a":2}'],
+        [b'{"a":1}', b""],
+        [b'{"a":1}', b'{"a":\n2}'],
+        [b'{"a":1}', b'{"a":\r2}'],
+        [b'{"a":1}', b'{"a":"' + b"x" * jsonutil.SHALLOW_BYTES + b'"}'],
+    ],
+)
+def test_other_batches_go_value_by_value(values: list[bytes]) -> None:
+    assert jsonutil.joined_if_clean(values) is None
+
+
+def test_too_deep_for_the_rules_falls_back_and_reports_it() -> None:
+    deep = b'{"a":' * 65 + b"1" + b"}" * 65
+    ok = b'{"a":' * 64 + b"1" + b"}" * 64
+    assert jsonutil.joined_if_clean([deep, ok]) is not None
+    d = SchemalessJsonDecoder().decode(batch([deep, ok]))
+    assert list(d.errors) == [0] and "nested deeper" in d.errors[0]
+    d = SchemalessJsonDecoder().decode(batch([ok]))
+    assert not d.errors
+
+
+def test_a_bad_value_in_a_clean_looking_batch_is_found() -> None:
+    values: list[bytes | None] = [b'{"a":1}', b'{"a":}', b'{"a":3}']
+    d = SchemalessJsonDecoder().decode(batch(values))
+    assert list(d.errors) == [1]
+    assert d.parts[0].rows == [0, 2]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from("abc"), json_values, max_size=3), min_size=1, max_size=6
+    )
+)
+def test_fast_and_slow_paths_agree(objs: list[dict[str, Any]]) -> None:
+    values: list[bytes | None] = [json.dumps(o, separators=(",", ":")).encode() for o in objs]
+    assert fast(values) == slow(values)
