@@ -130,7 +130,10 @@ def _zombie(bootstrap: str, storage_keys: Mapping[str, str], tmp_path: Path) -> 
             taken = _took_over(b, topic, after=paused_at)
             if set(owned_by_a) <= set(taken):
                 break
-            assert time.monotonic() < deadline, f"B did not take over A's partitions:\n{b.tail()}"
+            assert time.monotonic() < deadline, (
+                f"B did not take over A's partitions (B's threads wait in: {b.blocked_in()}):\n"
+                f"{b.tail()}"
+            )
             time.sleep(0.2)
         took_over_after = time.time() - paused_at
         taken_over_at = time.time()

@@ -17,11 +17,16 @@ How each guarantee is made, across threads *and* processes:
   object or the new one, never a mix, and a crash leaves at most a temporary file.
 * Conditional create (``if_none_match``) is ``os.link(tmp, target)``, which fails with ``EEXIST``
   when the target exists — atomic in the kernel.
-* Every mutation of a key (put, compare-and-swap, copy to it, upload completion, delete) holds an
-  exclusive ``flock`` on the key's lock file, so a compare-and-swap's read-compare-replace is
-  atomic against every other writer. Locks are *striped*: a key maps to one of ``lock_stripes``
-  files by a hash of the key, so the lock files stay few however many keys there are (two keys
-  sharing a stripe just serialize their writes).
+* A compare-and-swap (``if_match``) holds an exclusive ``flock`` on the key's lock file for its
+  read-compare-replace, so it is atomic against other compare-and-swaps and conditional creates
+  (a create never overwrites: it either finds the object, or the compare finds none). Locks are
+  *striped*: a key maps to one of ``lock_stripes`` files by a hash of the key, so the lock files
+  stay few however many keys there are. Nothing else takes a lock: every other mutation is one
+  atomic ``link``/``rename``/``unlink``. A process paused while holding a lock (SIGSTOP, a
+  frozen VM: a zombie writer) would block every writer of that stripe until it resumed; plain
+  writes, deletes and conditional creates -- all the commit protocol uses -- never wait on one.
+  (Mixing compare-and-swap with plain writes or deletes of the same key concurrently is not
+  linearizable; s3sink never does.)
 * The etag is the quoted MD5 of the content, as S3 gives for a single-part upload. It is stored
   with the file in the extended attribute ``user.s3sink.etag`` (with the size and mtime it was
   computed for), so ``head``/``list`` do not read the data; on filesystems without user xattrs,
@@ -290,8 +295,10 @@ class LocalStorage:
             raise StorageError("put: if_none_match and if_match are mutually exclusive")
         path = self._path(key)
         tmp, etag = self._write_temp(path, key, data)
+        # only a compare-and-swap needs the lock (see the module docstring)
+        lock = self._locked(key) if if_match is not None else contextlib.nullcontext()
         try:
-            with self._locked(key):
+            with lock:
                 if if_none_match:
                     try:
                         os.link(tmp, path)
@@ -375,9 +382,8 @@ class LocalStorage:
         try:
             st = tmp.stat()
             etag = self._etag(tmp, st)
-            with self._locked(dst):
-                self._replace(tmp, dst_path, dst)
-                self._sync_dir(dst_path.parent)
+            self._replace(tmp, dst_path, dst)
+            self._sync_dir(dst_path.parent)
         finally:
             tmp.unlink(missing_ok=True)
         return ObjectInfo(dst, st.st_size, etag)
@@ -385,12 +391,11 @@ class LocalStorage:
     @_os_boundary
     def delete(self, key: str) -> None:
         path = self._path(key)
-        with self._locked(key):
-            try:
-                path.unlink()
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                return
-            self._sync_dir(path.parent)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        self._sync_dir(path.parent)
         self._prune(path.parent)
 
     def _prune(self, directory: Path) -> None:
@@ -543,9 +548,8 @@ class LocalUpload:
             os.close(self._fd)
             self._fd = -1
         try:
-            with storage._locked(self.key):
-                storage._replace(self._tmp, self._path, self.key)
-                storage._sync_dir(self._path.parent)
+            storage._replace(self._tmp, self._path, self.key)
+            storage._sync_dir(self._path.parent)
         except FileNotFoundError as exc:
             self._state = "aborted"
             raise NotFoundError(

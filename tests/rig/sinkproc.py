@@ -277,6 +277,17 @@ class SinkProcess:
                 )
             time.sleep(0.05)
 
+    def blocked_in(self) -> str:
+        """Where the process's threads wait in the kernel (``/proc/<pid>/task/*/wchan``), for
+        diagnosing a hang (e.g. ``flock`` waits)."""
+        if not self.running():
+            return "not running"
+        waits: collections.Counter[str] = collections.Counter()
+        for task in Path(f"/proc/{self.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                waits[(task / "wchan").read_text().strip() or "running"] += 1
+        return ", ".join(f"{k} x{v}" for k, v in waits.most_common())
+
     def pause_on(self, pattern: str, timeout: float) -> str:
         """SIGSTOP the process as soon as a *new* log line matches ``pattern`` (the log is
         tailed every few milliseconds); return that line. For catching a step in flight."""
