@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
 import pyarrow as pa
 
+from formats.avro_container import zigzag_long
 from formats.decoders.avro_arrow import Converter, avro_to_arrow
 from formats.decoders.base import (
     META_AVRO_SCHEMA,
@@ -51,6 +53,56 @@ class AvroSchema:
     arrow: pa.DataType | None = None
     convert: Converter | None = None
     is_record: bool = False
+    wire: WireBlock | None = None
+
+
+_BODY = operator.itemgetter("body")
+_WIRE_NAME = "s3sink_wire_value"
+
+
+@dataclass(frozen=True, slots=True)
+class WireBlock:
+    """Confluent wire-format values as one Avro block: the container header of the wrapper
+    record ``{magic: fixed(1), id: fixed(4), body: <schema>}``, and a reader schema that skips
+    everything (validation only)."""
+
+    header: bytes
+    sync: bytes
+    skip: Any
+
+    @classmethod
+    def of(cls, schema: Any) -> WireBlock | None:
+        wrapper = {
+            "type": "record",
+            "name": _WIRE_NAME,
+            "fields": [
+                {
+                    "name": "magic",
+                    "type": {"type": "fixed", "name": "s3sink_wire_magic", "size": 1},
+                },
+                {"name": "id", "type": {"type": "fixed", "name": "s3sink_wire_id", "size": 4}},
+                {"name": "body", "type": schema},
+            ],
+        }
+        try:
+            fastavro.parse_schema(wrapper)
+        except Exception:  # a name clash or a schema fastavro cannot embed: no bulk path
+            return None
+        sync = b"s3sink-wire-blk!"
+        text = json.dumps(wrapper, separators=(",", ":")).encode()
+        meta = {b"avro.schema": text, b"avro.codec": b"null"}
+        head = bytearray(b"Obj\x01")
+        head += zigzag_long(len(meta))
+        for k, v in meta.items():
+            head += zigzag_long(len(k)) + k + zigzag_long(len(v)) + v
+        head += zigzag_long(0) + sync
+        skip = fastavro.parse_schema({"type": "record", "name": _WIRE_NAME, "fields": []})
+        return cls(bytes(head), sync, skip)
+
+    def container(self, count: int, joined: bytes) -> bytes:
+        return b"".join(
+            (self.header, zigzag_long(count), zigzag_long(len(joined)), joined, self.sync)
+        )
 
 
 class AvroDecoder:
@@ -85,6 +137,8 @@ class AvroDecoder:
         except (ValueError, TypeError, KeyError) as exc:
             raise UnknownSchema(f"schema {schema_id} is not a valid Avro schema: {exc}") from None
         s = AvroSchema(schema_id, rs.schema_str, parsed)
+        if not rs.references:
+            s.wire = WireBlock.of(raw)
         if self._materialize:
             arrow, conv = avro_to_arrow(parsed)
             s.arrow, s.convert = arrow, conv
@@ -93,6 +147,9 @@ class AvroDecoder:
         return s
 
     def decode(self, batch: RecordBatch) -> Decoded:
+        bulk = self._decode_uniform(batch)
+        if bulk is not None:
+            return bulk
         values = batch.values
         ids, errors = schema_ids(values)
         schemas: dict[int, AvroSchema] = {}
@@ -130,6 +187,56 @@ class AvroDecoder:
         for key, rows in runs(targets, set(errors)):
             parts.append(self._part(batch, key, rows, records, ids, schemas))
         return Decoded(parts, errors)
+
+    def _decode_uniform(self, batch: RecordBatch) -> Decoded | None:
+        """The common case in bulk: every value framed with the same schema id, written with
+        the schema the file takes (no projection). The values, headers included, are one
+        Avro block of a wrapper record ``{magic: fixed(1), id: fixed(4), body: <schema>}``,
+        decoded by fastavro's block reader in one call (the schema parsed once, not per
+        record); nothing needing columns skips every field instead of building records. The
+        block must hold exactly the values: a truncated, corrupt or over-long value makes it
+        fail, and the record-by-record path then finds which. ``None``: not that case."""
+        if not len(batch) or None in batch.values:
+            return None
+        values = cast("list[bytes]", batch.values)
+        n = len(values)
+        header = min(values)[:HEADER]
+        if len(header) != HEADER or header[0] != 0 or max(values)[:HEADER] != header:
+            return None
+        sid = int.from_bytes(header[1:], "big")
+        try:
+            schema = self._schema(sid)
+            if self._target(batch, sid, batch.topic + self._suffix) != sid:
+                return None
+        except UnknownSchema:
+            return None
+        wire = schema.wire
+        if wire is None:
+            return None
+        joined = b"".join(values)
+        records: list[Any] | None = None
+        try:
+            block: Any = next(
+                fastavro.block_reader(
+                    io.BytesIO(wire.container(n, joined)),
+                    reader_schema=None if self._materialize else wire.skip,
+                    return_record_name=True,
+                    return_record_name_override=True,
+                )
+            )
+            if self._materialize:
+                records = list(map(_BODY, block))
+                count = len(records)
+            else:
+                count = sum(1 for _ in block)
+            if count != n or block.bytes_.tell() != len(joined):
+                return None
+        except Exception:  # fastavro raises many kinds on corrupt input
+            return None
+        if records is None:
+            records = [None] * n
+        part = self._part(batch, sid, list(range(n)), records, [sid] * n, {sid: schema})
+        return Decoded((part,), {})
 
     def _target(self, batch: RecordBatch, sid: int, subject: str) -> int:
         if self._tracker.mode == "NONE":
