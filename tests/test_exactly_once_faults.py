@@ -134,16 +134,11 @@ def _wait_ready(*procs: SinkProcess, timeout: float = 60) -> None:
         p.wait_for_log(r"assigned \d+ partition|ready", timeout)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_two_groups_on_one_prefix(
-    kafka_bootstrap: str, minio_endpoint: S3Endpoint, minio_bucket: str, tmp_path: Path
-) -> None:
+def _two_groups(bootstrap: str, keys: Mapping[str, str], tmp_path: Path) -> None:
     """Two instances in *different* consumer groups archive the same topic to the same prefix:
     both consume every partition, and the commit log makes them take turns (each takeover
     fences the other); every record is archived once."""
-    keys = s3_keys(minio_endpoint, minio_bucket)
-    with scenario(kafka_bootstrap, keys, tmp_path, "groups") as s:
+    with scenario(bootstrap, keys, tmp_path, "groups") as s:
         s.producer.start()
         one = s.instance("group-1", **{"group.id": f"one-{s.topic}"}).start()
         two = s.instance("group-2", **{"group.id": f"two-{s.topic}"}).start()
@@ -157,6 +152,22 @@ def test_two_groups_on_one_prefix(
         s.stop_all()
         assert one.count(r"committed seq") and two.count(r"committed seq")
         s.finish()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_two_groups_on_one_prefix_on_minio(
+    kafka_bootstrap: str, minio_endpoint: S3Endpoint, minio_bucket: str, tmp_path: Path
+) -> None:
+    _two_groups(kafka_bootstrap, s3_keys(minio_endpoint, minio_bucket), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_two_groups_on_one_prefix_on_the_filesystem(kafka_bootstrap: str, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    _two_groups(kafka_bootstrap, {"storage.url": root.as_uri()}, tmp_path)
 
 
 @pytest.mark.slow
