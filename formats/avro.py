@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any, ClassVar
+import operator
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import fastavro
 
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from s3sink.records import RecordBatch
 
 BLOCK_BYTES = 256 * 1024
+#: The record body of a Confluent wire-format value (after magic byte and schema id).
+_BODY = operator.itemgetter(slice(5, None))
 
 
 class AvroFormat:
@@ -173,6 +176,12 @@ class AvroRecordWriter:
         if self._c is None:
             self._setup(batch, values)
         assert self._c is not None
+        if self._mode == "avro" and self._copy_all(batch):
+            # every value is framed with the file's schema id: its body is the record as the
+            # file stores it, copied in one join
+            values = cast("list[bytes]", batch.values)
+            self._c.extend_joined(len(values), b"".join(map(_BODY, values)))
+            return
         if self._mode == "avro":
             bodies = self._avro_bodies(batch, values)
         elif self._mode == "bytes":
@@ -204,6 +213,19 @@ class AvroRecordWriter:
                 body = zigzag_long(idx + self._union_shift) + encoded[pos:]
             out.append(prefix + body + (kafka[i] if kafka is not None else b""))
         self._c.extend(out)
+
+    def _copy_all(self, batch: RecordBatch) -> bool:
+        """Whether the batch's bodies go into the file as they are: no wrapping (tombstone
+        union, ``_kafka``), and every value carries the file's schema id (the least and the
+        greatest value share the header, so all do)."""
+        if self._prefix or self._union_shift or self._kafka_parsed is not None:
+            return False
+        target = self._file_schema_id
+        if target is None or None in batch.values:
+            return False
+        values = cast("list[bytes]", batch.values)
+        header = min(values)[:5]
+        return max(values)[:5] == header and header == b"\x00" + int(target).to_bytes(4, "big")
 
     def _avro_bodies(self, batch: RecordBatch, values: pa.Table | None) -> list[bytes | None]:
         sid = meta(values, META_AVRO_SCHEMA_ID)

@@ -109,10 +109,13 @@ class ContainerWriter:
             self.flush()
 
     def extend(self, bodies: list[bytes]) -> None:
-        for b in bodies:
-            self._buf += b
-        self._count += len(bodies)
-        self.records += len(bodies)
+        self.extend_joined(len(bodies), b"".join(bodies))
+
+    def extend_joined(self, count: int, joined: bytes) -> None:
+        """``count`` record bodies, already concatenated."""
+        self._buf += joined
+        self._count += count
+        self.records += count
         if len(self._buf) >= self._block_bytes:
             self.flush()
 
