@@ -707,7 +707,9 @@ class Sink:
     def _finish(self, reason: RotationReason) -> None:
         for w in self.state.writers.values():
             w.seal(reason)
-        if not self._wait_commits(None, self._shutdown_left()):
+        # a stop signal gives shutdown.timeout.ms; the end of a catch-up waits for its commits
+        budget = self._shutdown_left() if self._stopping_since is not None else float("inf")
+        if not self._wait_commits(None, budget):
             if self._abandon.is_set():
                 return
             log.warning(
