@@ -144,3 +144,22 @@ def test_bad_credentials_stop_the_sink_with_one_clear_line(
     assert want in message
     assert "consumer.sasl.*" in message
     assert secret not in message
+
+
+def test_readme_security_example_parses_and_reaches_every_client() -> None:
+    from s3sink.config import parse_properties
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### Kafka security: TLS and SASL", 1)[1].split("```properties\n", 1)[1]
+    props = parse_properties(block.split("```", 1)[0])
+    cfg = parse(
+        {**props, "topics": "t", "storage.url": "file:///tmp/x"},
+        environ={"S3SINK_CONSUMER_SASL_PASSWORD": "from-the-env"},
+    )
+    assert cfg.consumer["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert cfg.consumer["sasl.password"] == "from-the-env"
+    shared = shared_client_config(consumer_config(cfg, catchup=False))
+    assert shared["security.protocol"] == "SASL_SSL"
+    assert shared["sasl.password"] == "from-the-env"
+    assert shared["ssl.ca.location"] == "/etc/s3sink/ca.pem"
+    assert shared["bootstrap.servers"] == "broker1:9094"
