@@ -16,6 +16,7 @@ Size: ``KILL_TEST_RECORDS_PER_PARTITION`` (default 200,000, the issue's figure) 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -26,7 +27,7 @@ import pytest
 
 from s3sink.failpoints import NAMES as FAILPOINTS
 from s3sink.local import S3Endpoint
-from tests.rig.kafka import create_topic, end_offsets
+from tests.rig.kafka import create_topic, end_offsets, produce_n
 from tests.rig.sinkproc import (
     IdProducer,
     SinkProcess,
@@ -105,9 +106,7 @@ def test_sigkill_at_random_moments_and_every_failpoint(
                 assert f"failpoint {failpoint} reached" in proc.text(current=True)
                 failpoint_kills[failpoint] = time.time() - proc.started_at
             kills += 1
-            first = next(
-                (r for r in proc.records(current=True) if COMMITTED.search(r.msg)), None
-            )
+            first = next((r for r in proc.records(current=True) if COMMITTED.search(r.msg)), None)
             if first is None:
                 no_commit_runs += 1
             elif step > 0:
@@ -153,10 +152,53 @@ def test_sigkill_at_random_moments_and_every_failpoint(
         "before their first commit"
     )
     info(f"catch-up: {summary[-1] if summary else '?'}")
-    info(
-        f"wall time: kill phase {kill_phase:.0f}s, total {time.monotonic() - started:.0f}s"
-    )
+    info(f"wall time: kill phase {kill_phase:.0f}s, total {time.monotonic() - started:.0f}s")
     assert not check.problems(), "\n".join(check.problems())
     assert kills >= 20 + len(FAILPOINTS)
     # every partition was taken over after every kill that got as far as its assignment
     assert check.fences >= PARTITIONS
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_multipart_upload_killed_midway_is_aborted_by_the_next_owner(
+    kafka_bootstrap: str, minio_endpoint: S3Endpoint, minio_bucket: str, tmp_path: Path
+) -> None:
+    """Files larger than ``s3.part.size`` stream as multipart uploads; SIGKILL at the
+    ``mid_multipart_upload`` failpoint leaves one behind on MinIO (parts uploaded, never
+    completed). The next owner's takeover aborts it, and the archive is exactly-once."""
+    n = 1500  # 1500 x 10 KB: a 15 MB file, three 5 MiB parts
+    topic = create_topic(kafka_bootstrap, 1, prefix="mpu")
+    produce_n(
+        kafka_bootstrap,
+        topic,
+        n,
+        value=lambda i: json.dumps({"id": i, "pad": "x" * 10_000}).encode(),
+        key=None,
+    )
+    cfg = sink_config(
+        kafka_bootstrap,
+        topic,
+        s3_keys(minio_endpoint, minio_bucket),
+        **{
+            "flush.size": str(n),
+            "rotate.schedule.interval.ms": "600000",
+            "s3.part.size": str(5 * 1024 * 1024),
+            # the killed member's place is taken at once, not after its session expired
+            "consumer.group.instance.id": "multipart-test",
+        },
+    )
+    storage = storage_of(cfg)
+    staging = f"_s3sink/staging/{topic}/"
+    crashed = SinkProcess(cfg, tmp_path, "crash", command="catchup", args=["--no-progress"])
+    with crashed:
+        crashed.start(env={"S3SINK_FAILPOINT": "mid_multipart_upload"})
+        assert crashed.wait(120) == -9, crashed.tail()
+    left = storage.list_pending_uploads(staging)
+    assert left, "the killed upload left no multipart upload behind"
+    code, out = run_command("catchup", cfg, tmp_path, "recover", args=["--no-progress"])
+    assert code == 0, out
+    assert re.search(r"aborted [1-9]\d* uploads", out), out
+    check = check_archive(storage, topic, range(n), {0: n})
+    assert not check.problems(), "\n".join(check.problems())
+    info(f"multipart: {len(left)} upload(s) left by the kill, aborted by the next takeover")
