@@ -99,3 +99,48 @@ json_values = st.recursive(
 def test_fast_and_slow_paths_agree(objs: list[dict[str, Any]]) -> None:
     values: list[bytes | None] = [json.dumps(o, separators=(",", ":")).encode() for o in objs]
     assert fast(values) == slow(values)
+
+
+# -- validation only (JSON lines: nothing reads the columns) ---------------------------------
+
+
+def test_json_lines_only_validate() -> None:
+    from formats.decoders import load_value_decoder
+    from formats.decoders.base import META_LAZY, meta
+    from s3sink.config import SinkConfig
+
+    def dec(**kw: Any) -> Any:
+        return load_value_decoder(SinkConfig(bootstrap_servers="x", value_converter="json", **kw))
+
+    assert dec(format_class="json")._columns is False
+    assert dec(format_class="parquet")._columns is True
+    assert dec(format_class="json", partitioner_class="field", partition_field_name=("a",))._columns
+
+    d = dec(format_class="json").decode(batch([b'{"a":1}', b'{"b":[1,{"c":2}]}']))
+    assert not d.errors and len(d.parts) == 1
+    t = d.parts[0].table
+    assert t is not None and t.num_rows == 2 and meta(t, META_LAZY) == b"1"
+    assert d.parts[0].rows is None and d.parts[0].schema_id is None
+
+
+@pytest.mark.parametrize(
+    ("values", "bad"),
+    [
+        ([b'{"a":1}', b'{"a":}', b'{"a":3}'], [1]),
+        ([b'{"a":1}', b'{"a":' * 65 + b"1" + b"}" * 65], [1]),
+        ([b'{"a":1}', b"[" * 70 + b"]" * 70], [1]),
+        (
+            [
+                b'{"a":' * 64 + b"1" + b"}" * 64,
+                b'{"s":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}',
+            ],
+            [],
+        ),
+    ],
+)
+def test_validation_only_finds_the_bad_values(values: list[bytes | None], bad: list[int]) -> None:
+    d = SchemalessJsonDecoder(columns=False).decode(batch(values))
+    assert list(d.errors) == bad
+    assert sum(len(p.rows) if p.rows is not None else len(values) for p in d.parts) == len(
+        values
+    ) - len(bad)

@@ -67,6 +67,17 @@ def _columns_needed(config: SinkConfig) -> bool:
     return not isinstance(fmt, AvroFormat) or load_partitioner(config).needs_values()
 
 
+def _json_columns_needed(config: SinkConfig) -> bool:
+    """Whether anything reads decoded JSON columns (JSON lines keep the values as written)."""
+    from formats import load_format
+    from formats.json import JsonFormat
+    from partitioners import load_partitioner
+
+    return (
+        not isinstance(load_format(config), JsonFormat) or load_partitioner(config).needs_values()
+    )
+
+
 def load_value_decoder(config: SinkConfig) -> Decoder:
     name = decoder_name(config.value_converter)
     if name == "bytes":
@@ -83,7 +94,7 @@ def load_value_decoder(config: SinkConfig) -> Decoder:
         from formats.decoders.json_schemaless import SchemalessJsonDecoder, load_value_schema
 
         explicit = None if config.value_schema is None else load_value_schema(config.value_schema)
-        return SchemalessJsonDecoder(explicit)
+        return SchemalessJsonDecoder(explicit, columns=_json_columns_needed(config))
     url = config.value_converter_schema_registry_url
     if not url:
         raise ConfigError(

@@ -22,7 +22,14 @@ import pyarrow as pa
 
 from formats.decoders import infer, jsonutil
 from formats.decoders.avro_arrow import avro_to_arrow
-from formats.decoders.base import META_ENCODING, META_RAW_OFFSET, Decoded, DecodedPart
+from formats.decoders.base import (
+    META_ENCODING,
+    META_LAZY,
+    META_RAW_OFFSET,
+    Decoded,
+    DecodedPart,
+    lazy_table,
+)
 from s3sink.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -53,8 +60,13 @@ def load_value_schema(text: str) -> pa.Schema:
 
 
 class SchemalessJsonDecoder:
-    def __init__(self, explicit: pa.Schema | None = None) -> None:
+    """``columns=False`` (nothing reads the decoded columns, e.g. JSON lines with a partitioner
+    that does not read fields): a clean batch is only checked to be valid JSON objects, as
+    written, and returned as a column-less table (``META_LAZY``) without a schema id."""
+
+    def __init__(self, explicit: pa.Schema | None = None, *, columns: bool = True) -> None:
         self._explicit = explicit
+        self._columns = columns
         self._explicit_id = None if explicit is None else "schema:" + fingerprint(explicit)
         self._schemas: dict[str, tuple[pa.Schema, str]] = {}
         self._lock = threading.Lock()
@@ -67,6 +79,10 @@ class SchemalessJsonDecoder:
     def decode(self, batch: RecordBatch) -> Decoded:
         if self._explicit is None and None not in batch.values:
             joined = jsonutil.joined_if_clean(batch.values)  # type: ignore[arg-type]
+            if joined is not None and not self._columns:
+                checked = self._check_clean(batch, joined)
+                if checked is not None:
+                    return checked
             if joined is not None:
                 fast = self._decode_clean(batch, joined)
                 if fast is not None:
@@ -125,6 +141,17 @@ class SchemalessJsonDecoder:
         if self._explicit is not None:
             return self._explicit
         return self.inferred_schema(topic) or pa.schema([])
+
+    def _check_clean(self, batch: RecordBatch, joined: bytes) -> Decoded | None:
+        """Validation only (``columns=False``): ``None`` if some value may be bad or nested too
+        deeply (the caller decodes the batch in full, which finds them)."""
+        values: list[bytes] = batch.values  # type: ignore[assignment]
+        if not jsonutil.shallow(values):
+            return None
+        if not jsonutil.valid_objects(joined, len(values), max(map(len, values))):
+            return None
+        table = lazy_table(len(values)).replace_schema_metadata({**_META, META_LAZY: b"1"})
+        return Decoded((DecodedPart(None, table, None),), {})
 
     def _decode_clean(self, batch: RecordBatch, joined: bytes) -> Decoded | None:
         """The common case in bulk: no tombstone, every value one line of a JSON object (see
