@@ -22,7 +22,7 @@ key and header values base64 (the key as text with ``key.converter=string``).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from formats import kafka_meta
 from formats.arrow_types import rows_as_json
@@ -114,19 +114,37 @@ class JsonLinesWriter:
                 lines[i] = b"null"
         return lines
 
+    def _raw_body(self, batch: RecordBatch, values: pa.Table | None) -> bytes | None:
+        """The common case in one join: values written as they are, none a tombstone or
+        spanning lines. ``None``: build the lines one by one."""
+        if self._fmt.metadata or None in batch.values:
+            return None
+        raw = values is None or meta(values, META_LAZY) is not None
+        if not raw and not (
+            meta(values, META_RAW_OFFSET) == b"0" and meta(values, META_ENCODING) == b"json"
+        ):
+            return None
+        lines = cast("list[bytes]", batch.values)
+        flat = b"".join(lines)
+        if b"\n" in flat or b"\r" in flat:
+            return None
+        return b"\n".join([*lines, b""])
+
     def write(self, batch: RecordBatch, values: pa.Table | None) -> None:
         if not len(batch):
             return
-        lines = self._lines(batch, values)
-        if self._fmt.metadata:
-            frags = kafka_meta.json_fragments(batch, self._fmt.text_key)
-            lines = [
-                b'{"value":' + line + b',"_kafka":' + frag + b"}"
-                for line, frag in zip(lines, frags, strict=True)
-            ]
-        body = b"\n".join(lines) + b"\n"
+        body = self._raw_body(batch, values)
+        if body is None:
+            lines = self._lines(batch, values)
+            if self._fmt.metadata:
+                frags = kafka_meta.json_fragments(batch, self._fmt.text_key)
+                lines = [
+                    b'{"value":' + line + b',"_kafka":' + frag + b"}"
+                    for line, frag in zip(lines, frags, strict=True)
+                ]
+            body = b"\n".join(lines) + b"\n"
         self._out.write(body)
-        self._records += len(lines)
+        self._records += len(batch)
         self._raw += len(body)
 
     def bytes_written(self) -> int:
