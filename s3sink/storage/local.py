@@ -40,6 +40,7 @@ directories it leaves empty.
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import errno
 import fcntl
@@ -509,8 +510,62 @@ class LocalStorage:
             yield key, Path(entry.path), entry
 
 
+class _WriteBehind:
+    """One background thread (for the process) that writes upload chunks in order: hashing and
+    ``os.write`` release the GIL, so they run beside the caller (the consumer loop) instead of
+    inside it. At most ``limit`` bytes wait at once: a writer above it blocks."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[LocalUpload, bytes]] = collections.deque()
+        self._queued = 0
+        self._thread: threading.Thread | None = None
+
+    def submit(self, upload: LocalUpload, chunk: bytes) -> None:
+        with self._cond:
+            while self._queued and self._queued + len(chunk) > self._limit:
+                self._cond.wait()
+            self._queue.append((upload, chunk))
+            self._queued += len(chunk)
+            upload._pending += len(chunk)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="s3sink-local-writer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def drain(self, upload: LocalUpload) -> None:
+        """Wait until every chunk of ``upload`` is written (or dropped)."""
+        with self._cond:
+            while upload._pending:
+                self._cond.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                upload, chunk = self._queue.popleft()
+            try:
+                upload._write_now(chunk)
+            except BaseException as exc:  # reported by the upload's next call
+                upload._error = exc
+            with self._cond:
+                self._queued -= len(chunk)
+                upload._pending -= len(chunk)
+                self._cond.notify_all()
+
+
+#: Bytes of upload chunks waiting for the background writer, across all local uploads.
+WRITE_BEHIND_BYTES = 32 * 1024 * 1024
+_WRITE_BEHIND = _WriteBehind(WRITE_BEHIND_BYTES)
+
+
 class LocalUpload:
-    """A streaming upload to a temporary file, moved into place by :meth:`complete`."""
+    """A streaming upload to a temporary file, moved into place by :meth:`complete`. Chunks
+    are hashed and written by a background thread (:class:`_WriteBehind`), in order."""
 
     def __init__(self, storage: LocalStorage, key: str, path: Path, tmp: Path, fd: int) -> None:
         self.key = key
@@ -521,18 +576,37 @@ class LocalUpload:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._size = 0
         self._state: Literal["open", "completed", "aborted"] = "open"
+        #: Bytes handed to the background writer and not written yet.
+        self._pending = 0
+        #: What a background write raised (raised again by the next call).
+        self._error: BaseException | None = None
 
     def buffered_bytes(self) -> int:
-        """Nothing is held in memory: writes go straight to a temporary file."""
-        return 0
+        """Bytes waiting for the background writer."""
+        return self._pending
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            self._state = "aborted"
+            raise exc
 
     @_os_boundary
     def write(self, data: bytes | memoryview) -> None:
         if self._state != "open":
             raise StorageError(f"upload of {self.key} is {self._state}; cannot write")
-        view = memoryview(data).cast("B")
-        self._md5.update(view)
-        self._size += len(view)
+        self._raise_error()
+        chunk = data if isinstance(data, bytes) else bytes(memoryview(data).cast("B"))
+        if not chunk:
+            return
+        self._size += len(chunk)
+        _WRITE_BEHIND.submit(self, chunk)
+
+    def _write_now(self, chunk: bytes) -> None:
+        if self._state != "open" or self._error is not None:
+            return  # aborted (or failed) meanwhile: drop it
+        self._md5.update(chunk)
+        view = memoryview(chunk)
         while view:
             view = view[os.write(self._fd, view) :]
 
@@ -540,6 +614,10 @@ class LocalUpload:
     def complete(self) -> ObjectInfo:
         if self._state != "open":
             raise StorageError(f"upload of {self.key} is {self._state}; cannot complete")
+        _WRITE_BEHIND.drain(self)
+        if self._error is not None:
+            self.abort()
+            self._raise_error()
         storage = self._storage
         md5hex = self._md5.hexdigest()
         try:
@@ -562,6 +640,7 @@ class LocalUpload:
         if self._state == "completed":
             return
         self._state = "aborted"
+        _WRITE_BEHIND.drain(self)  # the fd may not close under a write in progress
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
