@@ -661,41 +661,49 @@ def parse_columns(text: str) -> list[pa.Field]:
 # Types per engine
 
 
+#: Scalar types: (test, Hive/Athena/Spark spelling, Trino spelling), first match wins.
+_SCALARS: tuple[tuple[Callable[[pa.DataType], bool], str, str], ...] = (
+    (pa.types.is_boolean, "boolean", "boolean"),
+    (pa.types.is_int8, "tinyint", "tinyint"),
+    (lambda t: pa.types.is_int16(t) or pa.types.is_uint8(t), "smallint", "smallint"),
+    (lambda t: pa.types.is_int32(t) or pa.types.is_uint16(t), "int", "integer"),
+    (lambda t: pa.types.is_int64(t) or pa.types.is_uint32(t), "bigint", "bigint"),
+    (pa.types.is_uint64, "decimal(20,0)", "decimal(20,0)"),
+    (lambda t: pa.types.is_float16(t) or pa.types.is_float32(t), "float", "real"),
+    (pa.types.is_floating, "double", "double"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "string", "varchar"),
+    (
+        lambda t: (
+            pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+        ),
+        "binary",
+        "varbinary",
+    ),
+    (pa.types.is_date, "date", "date"),
+    (pa.types.is_time32, "int", "integer"),
+    (pa.types.is_time64, "bigint", "bigint"),
+)
+
+
+def _scalar(t: pa.DataType, trino: bool) -> str | None:
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    for test, hive, trino_name in _SCALARS:
+        if test(t):
+            return trino_name if trino else hive
+    return None
+
+
 def hive_type(t: pa.DataType, engine: str) -> str:
     """An Arrow type in Athena/Hive (``engine='athena'``) or Spark SQL DDL spelling."""
     from formats.arrow_types import normalize_type
 
     t = normalize_type(t)
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t):
-        return "tinyint"
-    if pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "smallint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "int"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "bigint"
-    if pa.types.is_uint64(t):
-        return "decimal(20,0)"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "float"
-    if pa.types.is_floating(t):
-        return "double"
-    if pa.types.is_decimal(t):
-        return f"decimal({t.precision},{t.scale})"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "binary"
-    if pa.types.is_date(t):
-        return "date"
     if pa.types.is_timestamp(t):
         return "timestamp_ntz" if engine == "spark" and t.tz is None else "timestamp"
-    if pa.types.is_time32(t):
-        return "int"
-    if pa.types.is_time64(t):
-        return "bigint"
+    scalar = _scalar(t, trino=False)
+    if scalar is not None:
+        return scalar
     if pa.types.is_struct(t):
         sep = ": " if engine == "spark" else ":"
         inner = ",".join(f"{_struct_name(f.name)}{sep}{hive_type(f.type, engine)}" for f in t)
@@ -711,37 +719,12 @@ def trino_type(t: pa.DataType) -> str:
     from formats.arrow_types import normalize_type
 
     t = normalize_type(t)
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t):
-        return "tinyint"
-    if pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "smallint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "integer"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "bigint"
-    if pa.types.is_uint64(t):
-        return "decimal(20,0)"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "real"
-    if pa.types.is_floating(t):
-        return "double"
-    if pa.types.is_decimal(t):
-        return f"decimal({t.precision},{t.scale})"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "varchar"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "varbinary"
-    if pa.types.is_date(t):
-        return "date"
     if pa.types.is_timestamp(t):
         # The Hive connector's default precision (hive.timestamp-precision=MILLISECONDS).
         return "timestamp(3)"
-    if pa.types.is_time32(t):
-        return "integer"
-    if pa.types.is_time64(t):
-        return "bigint"
+    scalar = _scalar(t, trino=True)
+    if scalar is not None:
+        return scalar
     if pa.types.is_struct(t):
         inner = ", ".join(f"{_dq(f.name)} {trino_type(f.type)}" for f in t)
         return f"row({inner})"
