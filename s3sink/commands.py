@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -101,8 +102,18 @@ def _install_signals(
     stop: Callable[[], None], abandon: Callable[[], None], timeout_ms: int
 ) -> None:
     """First SIGTERM/SIGINT: stop gracefully (commit what is buffered within
-    ``shutdown.timeout.ms``). Second: abandon, and exit within :data:`ABANDON_GRACE_S`."""
+    ``shutdown.timeout.ms``). Second: abandon, and exit within :data:`ABANDON_GRACE_S`.
+
+    The handler runs between two bytecodes of the main thread, which may hold a lock: it only
+    sets flags and logs (logging's locks are reentrant); a watchdog thread, started here, does
+    the hard exit."""
     count = [0]
+    hard_exit = threading.Event()
+
+    def watchdog() -> None:
+        hard_exit.wait()
+        time.sleep(ABANDON_GRACE_S)  # time for a clean abandon; then leave regardless
+        exit_now(0)
 
     def handler(signum: int, frame: FrameType | None) -> None:
         count[0] += 1
@@ -118,12 +129,10 @@ def _install_signals(
             return
         log.warning("%s again: stopping at once; buffered records are left to the next owner", name)
         abandon()
-        if count[0] == 2:
-            timer = threading.Timer(ABANDON_GRACE_S, exit_now, args=(0,))
-            timer.daemon = True
-            timer.start()
+        hard_exit.set()
 
     if threading.current_thread() is threading.main_thread():
+        threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 

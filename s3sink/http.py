@@ -36,7 +36,7 @@ def start_http(listen: str, sink: Sink) -> ThreadingHTTPServer | None:
                 stuck = sink.clock.monotonic() - sink.last_loop > STUCK_AFTER_S
                 self._send(503 if stuck else 200, b"stuck\n" if stuck else b"ok\n")
             elif path == "/readyz":
-                ready = sink.ready.is_set()
+                ready = sink.is_ready()
                 self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
             else:
                 self._send(404, b"not found\n")

@@ -208,11 +208,17 @@ class Sink:
 
     # -- public ------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Finish gracefully: commit what is buffered (within ``shutdown.timeout.ms``), return."""
+        """Finish gracefully: commit what is buffered (within ``shutdown.timeout.ms``), return.
+
+        Safe in a signal handler: it only sets flags (no lock the interrupted code may hold).
+        """
         if self._stopping_since is None:
             self._stopping_since = self.clock.monotonic()
-        self._set_ready(False)
         self._stop.set()
+
+    def is_ready(self) -> bool:
+        """/readyz: partitions assigned and taken over, and not stopping."""
+        return self.ready.is_set() and not self._stop.is_set()
 
     def abandon(self) -> None:
         """Stop at once; nothing uncommitted becomes visible."""
@@ -243,7 +249,6 @@ class Sink:
             self.ready.set()
         else:
             self.ready.clear()
-        self.metrics.set("ready", 1 if ready else 0)
 
     def run(
         self, *, catchup: bool = False, progress: Callable[[int, int], None] | None = None
@@ -390,7 +395,8 @@ class Sink:
                         self._ends[(topic, partition)] = end
 
     def _collect(self, metrics: Metrics) -> None:
-        """Before each render: lag per partition, paused partitions, storage retries."""
+        """Before each render: readiness, lag per partition, paused partitions, retries."""
+        metrics.set("ready", 1 if self.is_ready() else 0)
         writers = dict(self.state.writers)
         for key, rec in list(self.state.recovering.items()):
             writers.setdefault(key, rec.writer)

@@ -337,9 +337,7 @@ def test_storage_retries_by_cause(
         )
         # the response to the next marker write is lost after S3 executed it
         proxy.inject("drop", lambda r: r.is_conditional_put and "/_s3sink/log/" in r.path)
-        produce_n(
-            kafka_bootstrap, topic, 20, value=lambda i: json.dumps({"id": 10 + i}).encode()
-        )
+        produce_n(kafka_bootstrap, topic, 20, value=lambda i: json.dumps({"id": 10 + i}).encode())
         s = wait_for(
             "30 records committed",
             run.scrape,

@@ -118,7 +118,7 @@ def test_the_rig_rejects_what_it_should(secure_kafka: SecureKafka) -> None:
     }
     for conf in (wrong, no_cert):
         with pytest.raises(KafkaException):
-            AdminClient({**conf, "log_level": 0}).list_topics(timeout=4)
+            AdminClient({**conf, "log_level": 0}).list_topics(timeout=2)
 
 
 @pytest.mark.parametrize("failure", ["wrong password", "untrusted certificate"])
