@@ -304,3 +304,39 @@ def test_the_end_of_a_catchup_is_not_cut_by_shutdown_timeout(
     assert sink.clean
     check = check_archive(storage_of(config), topic, range(N), ends)
     assert check.problems() == [], check.problems()
+
+
+def test_health_and_readiness_endpoints(tmp_path: Path) -> None:
+    """/healthz turns 503 when the loop has not turned for STUCK_AFTER_S; /readyz is 503
+    before the takeover, 200 after, 503 again from the stop on; unknown paths are 404."""
+    from s3sink.clock import ManualClock
+    from s3sink.http import STUCK_AFTER_S, start_http
+    from s3sink.storage.memory import MemoryStorage
+    from tests.rig.observe import get, listen_address, scrape
+
+    listen = listen_address()
+    cfg = parse(
+        {"topics": "t", "bootstrap.servers": "127.0.0.1:1", "storage.url": tmp_path.as_uri()},
+        environ={},
+    )
+    clock = ManualClock()
+    sink = Sink(cfg, storage=cast("Storage", MemoryStorage()), clock=clock)
+    server = start_http(listen, sink)
+    assert server is not None
+    try:
+        assert get(listen, "/healthz") == (200, "ok\n")
+        assert get(listen, "/readyz") == (503, "not ready\n")
+        assert scrape(listen).value("ready") == 0
+        sink.ready.set()  # what the assignment does once every takeover is done
+        assert get(listen, "/readyz") == (200, "ready\n")
+        assert scrape(listen).value("ready") == 1
+        assert get(listen, "/metrics?name=x")[0] == 200
+        assert get(listen, "/nope")[0] == 404
+        clock.advance(int(STUCK_AFTER_S * 1000) + 1000)
+        assert get(listen, "/healthz") == (503, "stuck\n")
+        sink.stop()
+        assert get(listen, "/readyz") == (503, "not ready\n")
+        assert scrape(listen).value("ready") == 0
+    finally:
+        server.shutdown()
+        sink.committer.shutdown()
