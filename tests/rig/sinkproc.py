@@ -162,8 +162,20 @@ class SinkProcess:
         self.signal(signal.SIGKILL)
         return self.wait(timeout)
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP, and wait until every thread is stopped (signal delivery is asynchronous:
+        a thread on another CPU may finish a step after ``kill`` returned)."""
         self.signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            states = []
+            for task in Path(f"/proc/{self.pid}/task").glob("*"):
+                with contextlib.suppress(OSError, IndexError):
+                    # the state follows the command name in parentheses
+                    states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            if states and all(st in ("T", "t") for st in states):
+                return
+            time.sleep(0.001)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)
