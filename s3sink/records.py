@@ -11,12 +11,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import groupby, repeat
-from operator import is_not, methodcaller
+from operator import is_not, itemgetter, methodcaller
 from typing import Any, NamedTuple
 
 from confluent_kafka import Message
 
 Header = tuple[str, bytes | None]
+
+
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
 class _Getters(NamedTuple):
@@ -69,13 +73,12 @@ class RecordBatch:
         """
         get = _getters(messages)
         stamps = list(map(get.timestamp, messages))
-        ts_types, timestamps = zip(*stamps, strict=True) if stamps else ((), ())
         return cls(
             topic,
             partition,
             list(map(get.offset, messages)),
-            list(timestamps),
-            list(ts_types),
+            list(map(_SECOND, stamps)),
+            list(map(_FIRST, stamps)),
             list(map(get.key, messages)),
             list(map(get.value, messages)),
             list(map(get.headers, messages)),

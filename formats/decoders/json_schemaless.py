@@ -146,7 +146,7 @@ class SchemalessJsonDecoder:
         """Validation only (``columns=False``): ``None`` if some value may be bad or nested too
         deeply (the caller decodes the batch in full, which finds them)."""
         values: list[bytes] = batch.values  # type: ignore[assignment]
-        if not jsonutil.shallow(values):
+        if not jsonutil.shallow(joined):
             return None
         if not jsonutil.valid_objects(joined, len(values), max(map(len, values))):
             return None

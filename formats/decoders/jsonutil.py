@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from itertools import accumulate, repeat
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
@@ -101,12 +101,13 @@ def joined_if_clean(values: Sequence[bytes]) -> bytes | None:
     return b"\n".join(values)
 
 
-def shallow(values: Sequence[bytes]) -> bool:
-    """Whether no value can nest deeper than :data:`MAX_DEPTH`: the most ``{`` of any value plus
-    the most ``[`` of any value (a bound on every value's depth) is at most that. C-level."""
-    braces = max(map(bytes.count, values, repeat(b"{")), default=0)
-    brackets = max(map(bytes.count, values, repeat(b"[")), default=0)
-    return braces + brackets <= MAX_DEPTH
+_NOT_OPENING = bytes(c for c in range(256) if c not in b"{[\n")
+
+
+def shallow(joined: bytes) -> bool:
+    """Whether no line of ``joined`` can nest deeper than :data:`MAX_DEPTH`: none holds more
+    ``{`` and ``[`` than that (a bound on its depth). One C-level pass over the buffer."""
+    return max(map(len, joined.translate(None, _NOT_OPENING).split(b"\n"))) <= MAX_DEPTH
 
 
 _CHECK_ONLY = pj.ParseOptions(
