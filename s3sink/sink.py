@@ -144,6 +144,8 @@ class _CatchupTarget:
 class SinkState:
     writers: dict[tuple[str, int], PartitionWriter] = field(default_factory=dict)
     recovering: dict[tuple[str, int], _Recovery] = field(default_factory=dict)
+    #: Assigned partitions whose takeover failed at assignment: monotonic time of the next try.
+    untaken: dict[tuple[str, int], float] = field(default_factory=dict)
     failures: dict[tuple[str, int], int] = field(default_factory=dict)
     paused: set[tuple[str, int]] = field(default_factory=set)
 
@@ -455,6 +457,8 @@ class Sink:
     # -- commits and hints -------------------------------------------------------------------
     def _on_committed(self, writer: PartitionWriter, marker: Marker) -> None:
         self._hints.append(OffsetHint(writer.topic, writer.partition, marker.end, marker.seq))
+        # a commit landed: the next fencing of this partition starts from a short backoff
+        self.state.failures.pop((writer.topic, writer.partition), None)
         self.metrics.set("last_commit_timestamp_seconds", self.clock.now_ms() / 1000)
 
     def _commit_hints(self, consumer: Any, *, sync: bool = False) -> None:
@@ -597,7 +601,18 @@ class Sink:
                 for k, end in self._list_offsets(new, latest=True).items():
                     self._catchup[k] = _CatchupTarget(end)
         for key, fut in futures.items():
-            writer = fut.result()
+            try:
+                writer = fut.result()
+            except S3SinkError as exc:
+                if not _incremental(self._conf):
+                    raise  # an eager assignment cannot take one partition later
+                # storage unreachable even after retries: own the partition, consume it
+                # only once a later takeover succeeds (see _recover)
+                self.state.untaken[key] = self.clock.monotonic() + 5.0
+                log.warning(
+                    "%s: takeover failed, retrying in the background: %s", PartitionName(*key), exc
+                )
+                continue
             self.state.writers[key] = writer
             assigned.append(TopicPartition(key[0], key[1], writer.position))
             if self._catchup is not None:
@@ -629,6 +644,7 @@ class Sink:
         for k in keys:
             self.state.writers.pop(k, None)
             self.state.recovering.pop(k, None)
+            self.state.untaken.pop(k, None)
             self.state.paused.discard(k)
             self._ends.pop(k, None)
             self.metrics.forget(PartitionName(*k))
@@ -668,6 +684,20 @@ class Sink:
                 consumer.pause([TopicPartition(*key)])
                 self.state.paused.add(key)
                 log.info("%s: taking the partition over again in %.1f s", w.tp, delay)
+        for key, not_before in list(self.state.untaken.items()):
+            if now < not_before:
+                continue
+            try:
+                writer = self._takeover(key[0], key[1], None)
+            except S3SinkError as exc:
+                self.state.untaken[key] = now + 10.0
+                log.warning("%s: takeover failed, retrying: %s", PartitionName(*key), exc)
+                continue
+            del self.state.untaken[key]
+            self.state.writers[key] = writer
+            consumer.incremental_assign([TopicPartition(key[0], key[1], writer.position)])
+            if self._catchup is not None and key in self._catchup:
+                self._catchup[key].done = writer.position >= self._catchup[key].end
         for key, rec in list(self.state.recovering.items()):
             if now < rec.not_before:
                 continue
@@ -688,7 +718,7 @@ class Sink:
     # -- catch-up ----------------------------------------------------------------------------
     def _catchup_done(self) -> bool:
         targets = self._catchup
-        if not targets or self.state.recovering:
+        if not targets or self.state.recovering or self.state.untaken:
             return False
         for key, t in targets.items():
             w = self.state.writers.get(key)

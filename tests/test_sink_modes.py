@@ -166,3 +166,30 @@ def test_thousand_partitions_take_over_fast_and_stay_in_budget(
     assert check_exactly_once([str(i) for i in range(n)], got).ok
     assert elapsed < 120
     assert ready_after and ready_after[0] < 60
+
+
+def test_takeover_failing_at_assignment_is_retried_not_fatal(kafka_bootstrap: str) -> None:
+    """Storage unreachable for one partition when it is assigned: the sink keeps the other
+    partitions going and takes that one over once storage answers again."""
+    from s3sink.errors import TransientStorageError
+    from s3sink.storage.memory import FaultCall, MemoryStorage
+
+    topic = create_topic(kafka_bootstrap, 2)
+    produce_n(kafka_bootstrap, topic, 400, value=_value)
+    failing_until = time.monotonic() + 4.0
+    failed = [0]
+
+    def hook(call: FaultCall) -> None:
+        if call.key.startswith(f"_s3sink/log/{topic}/1/") and time.monotonic() < failing_until:
+            failed[0] += 1
+            raise TransientStorageError("injected: storage unreachable")
+
+    storage = MemoryStorage(fault_hook=hook)
+    raw = _cfg(kafka_bootstrap, topic, Path("/unused"))
+    raw["storage.url"] = "memory://"
+    cfg = parse(raw, environ={})
+    summary = Sink(cfg, storage=storage).run(catchup=True)
+    assert failed[0] > 0
+    assert summary.records == 400
+    got = ids_of(archived_lines(storage, "topics", topic))
+    assert check_exactly_once([str(i) for i in range(400)], got).ok
