@@ -232,15 +232,28 @@ class Consumed(NamedTuple):
 
 
 def watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
-    """partition → (low, high) watermark offsets."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("wm")})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            for p in range(partition_count(bootstrap, topic))
-        }
-    finally:
-        consumer.close()
+    """partition → (low, high) watermark offsets.
+
+    Retries for ``timeout`` on errors a broker gives while it settles after a restart
+    (leadership not yet re-established)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("wm")})
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                for p in range(partition_count(bootstrap, topic))
+            }
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and (
+                err.retriable() or err.code() == KafkaError.NOT_LEADER_FOR_PARTITION
+            )
+            if not retriable or time.monotonic() >= deadline:
+                raise
+        finally:
+            consumer.close()
+        time.sleep(0.2)
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
