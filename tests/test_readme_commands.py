@@ -99,3 +99,31 @@ def test_readme_quick_start_and_query_commands(
     assert "CREATE EXTERNAL TABLE" in athena and "projection.enabled" in athena
     assert "USING parquet" in outputs["ddl -c sink.properties --engine spark"]
     assert "partitioned_by" in outputs["ddl -c sink.properties --engine trino"]
+
+
+@pytest.mark.slow
+def test_make_demo_runs_the_main_job(tmp_path: Path) -> None:
+    """``make demo`` runs ``s3sink demo``: its own local stack, sample data, catch-up, verify
+    and a DuckDB query over the output; ``s3sink local down`` stops the stack."""
+    makefile = (README.parent / "Makefile").read_text()
+    assert re.search(r"^demo: .*\n\t\$\(BIN\)/s3sink demo$", makefile, re.M)
+    state = tmp_path / "stack"
+    demo = [sys.executable, "-m", "s3sink", "demo", "--records", "3000", "--state-dir", str(state)]
+    try:
+        done = subprocess.run(demo, check=False, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "catch-up done: 3000 records" in done.stdout
+        assert "3 partitions, 3000 records committed: OK" in done.stdout
+        assert "total rows 3,000, distinct ids 3,000" in done.stdout
+    finally:
+        down = [
+            sys.executable,
+            "-m",
+            "s3sink",
+            "local",
+            "down",
+            "--state-dir",
+            str(state),
+            "--purge",
+        ]
+        subprocess.run(down, check=False, capture_output=True, timeout=120)
