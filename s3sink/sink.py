@@ -40,6 +40,7 @@ from s3sink.context import SinkContext, build_context
 from s3sink.errors import FatalError, RetriableError, S3SinkError
 from s3sink.failpoints import failpoint
 from s3sink.logs import PartitionName
+from s3sink.memory import configure_arrow_memory, files_budget, prefetch_config
 from s3sink.metrics import CountingLogStorage, Metrics
 from s3sink.records import RecordBatch, split_messages
 from s3sink.rotation import RotationReason
@@ -97,6 +98,7 @@ def consumer_config(config: SinkConfig, *, catchup: bool) -> dict[str, Any]:
     user = dict(config.consumer)
     if user.get("group.protocol", "classic") != "consumer":
         conf["partition.assignment.strategy"] = "cooperative-sticky"
+    conf.update(prefetch_config(config.buffer_memory_bytes, user))
     conf.update(user)
     return conf
 
@@ -160,6 +162,7 @@ class Sink:
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        configure_arrow_memory()
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.storage = storage or storage_from_config(config, self.metrics)
@@ -421,7 +424,7 @@ class Sink:
             metrics.set_total("storage_retries_exhausted_total", stats.exhausted)
 
     def _enforce_memory(self) -> None:
-        budget = self.config.buffer_memory_bytes
+        budget = files_budget(self.config.buffer_memory_bytes, self._conf)
         writers = list(self.state.writers.values())
         open_bytes = sum(w.memory() for w in writers)
         pending = self.committer.memory()

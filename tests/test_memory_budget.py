@@ -1,0 +1,48 @@
+"""The consumer's prefetch takes a share of ``buffer.memory.bytes``; the files get the rest."""
+
+from __future__ import annotations
+
+from s3sink.config import SinkConfig
+from s3sink.memory import configure_arrow_memory, files_budget, prefetch_config
+from s3sink.sink import consumer_config
+
+MiB = 1024 * 1024
+
+
+def test_prefetch_is_a_share_of_the_budget() -> None:
+    assert prefetch_config(256 * MiB, {}) == {
+        "queued.max.messages.kbytes": 32 * 1024,
+        "fetch.max.bytes": 32 * MiB,
+    }
+    # capped at librdkafka's defaults, floored for tiny budgets
+    assert prefetch_config(4096 * MiB, {}) == {
+        "queued.max.messages.kbytes": 65536,
+        "fetch.max.bytes": 52_428_800,
+    }
+    assert prefetch_config(2 * MiB, {}) == {
+        "queued.max.messages.kbytes": 1024,
+        "fetch.max.bytes": MiB,
+    }
+    assert prefetch_config(256 * MiB, {"fetch.max.bytes": 5, "queued.max.messages.kbytes": 7}) == {}
+
+
+def test_files_get_the_rest() -> None:
+    conf = prefetch_config(256 * MiB, {})
+    assert files_budget(256 * MiB, conf) == 192 * MiB
+    assert files_budget(8 * MiB, {"queued.max.messages.kbytes": 65536}) == 2 * MiB
+    assert files_budget(256 * MiB, {"fetch.max.bytes": "x"}) == 256 * MiB - 64 * MiB - 52_428_800
+
+
+def test_user_settings_win() -> None:
+    cfg = SinkConfig(
+        bootstrap_servers="x",
+        consumer={"queued.max.messages.kbytes": "1000"},
+    )
+    conf = consumer_config(cfg, catchup=True)
+    assert conf["queued.max.messages.kbytes"] == "1000"
+    assert conf["fetch.max.bytes"] == 32 * MiB
+
+
+def test_arrow_memory_is_configured_once() -> None:
+    configure_arrow_memory()
+    configure_arrow_memory()
