@@ -10,20 +10,25 @@ MiB = 1024 * 1024
 
 
 def test_prefetch_is_a_share_of_the_budget() -> None:
+    backoff = {"fetch.queue.backoff.ms": 10}
     assert prefetch_config(256 * MiB, {}) == {
         "queued.max.messages.kbytes": 32 * 1024,
         "fetch.max.bytes": 32 * MiB,
+        **backoff,
     }
     # capped at librdkafka's defaults, floored for tiny budgets
     assert prefetch_config(4096 * MiB, {}) == {
         "queued.max.messages.kbytes": 65536,
         "fetch.max.bytes": 52_428_800,
+        **backoff,
     }
     assert prefetch_config(2 * MiB, {}) == {
         "queued.max.messages.kbytes": 1024,
         "fetch.max.bytes": MiB,
+        **backoff,
     }
-    assert prefetch_config(256 * MiB, {"fetch.max.bytes": 5, "queued.max.messages.kbytes": 7}) == {}
+    user = {"fetch.max.bytes": 5, "queued.max.messages.kbytes": 7, "fetch.queue.backoff.ms": 1}
+    assert prefetch_config(256 * MiB, user) == {}
 
 
 def test_files_get_the_rest() -> None:
