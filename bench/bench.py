@@ -620,16 +620,14 @@ def ensure_topics(env: Env, topics: Sequence[Topic], n: int, *, timeout: float) 
 
 
 def _consumer_conf(bootstrap: str) -> dict[str, Any]:
-    """The broker-facing settings the sink uses (s3sink.sink.consumer_config)."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": f"bench-ceiling-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
-        "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
-    }
+    """Exactly the consumer settings ``s3sink catchup`` uses by default (its own group)."""
+    from s3sink.config import SinkConfig
+    from s3sink.sink import consumer_config
+
+    conf = consumer_config(SinkConfig(bootstrap_servers=bootstrap, name="bench"), catchup=True)
+    conf.pop("statistics.interval.ms", None)  # the sink reads them in a callback
+    conf["group.id"] = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    return conf
 
 
 def worker_ceiling(bootstrap: str, topic: str, expect: int, batch: int) -> dict[str, Any]:
