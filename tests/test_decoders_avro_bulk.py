@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,3 +134,50 @@ def test_top_level_primitive_schema(registry: SchemaRegistryServer) -> None:
         load_value_decoder(cfg(registry, "avro", format_class="parquet")), values
     )
     assert summary(bulk) == summary(slow)
+
+
+def test_a_misalignment_that_resynchronises_is_still_found(registry: SchemaRegistryServer) -> None:
+    """A value missing its last bytes can make the next value's header complete it, and the
+    byte counts over the whole batch still add up; only record-by-record boundaries show it."""
+    user = {
+        "type": "record",
+        "name": "User",
+        "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "tags", "type": {"type": "array", "items": "string"}},
+        ],
+    }
+    schema = {
+        "type": "record",
+        "name": "Event",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "user", "type": user},
+            {"name": "others", "type": {"type": "array", "items": "User"}},
+            {"name": "maybe", "type": ["null", "User"], "default": None},
+        ],
+    }
+    ser = avro(registry, schema)
+    rng = random.Random(3)
+
+    def rec(k: int) -> dict[str, Any]:
+        def u() -> dict[str, Any]:
+            return {"name": "x" * rng.randint(0, 3), "tags": ["t"] * rng.randint(0, 2)}
+
+        return {"id": k, "user": u(), "others": [u() for _ in range(rng.randint(0, 2))],
+                "maybe": None if k % 2 else u()}  # fmt: skip
+
+    clean: list[bytes | None] = [ser(rec(k)) for k in range(100)]
+    found = 0
+    for k in range(100):
+        for cut in (1, 2, 3):
+            values = list(clean)
+            v = values[k]
+            assert v is not None
+            values[k] = v[:-cut]
+            for fmt in ("parquet", "avro"):
+                dec = load_value_decoder(cfg(registry, "avro", format_class=fmt))
+                d = decode(dec, batch(values))
+                assert k in d.errors, (k, cut, fmt)
+                found += 1
+    assert found == 600

@@ -18,12 +18,12 @@ import io
 import json
 import operator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
 import pyarrow as pa
 
-from formats.avro_container import zigzag_long
 from formats.decoders.avro_arrow import Converter, avro_to_arrow
 from formats.decoders.base import (
     META_AVRO_SCHEMA,
@@ -62,12 +62,10 @@ _WIRE_NAME = "s3sink_wire_value"
 
 @dataclass(frozen=True, slots=True)
 class WireBlock:
-    """Confluent wire-format values as one Avro block: the container header of the wrapper
-    record ``{magic: fixed(1), id: fixed(4), body: <schema>}``, and a reader schema that skips
-    everything (validation only)."""
+    """Confluent wire-format values read as the wrapper record ``{magic: fixed(1), id:
+    fixed(4), body: <schema>}`` (parsed), and a reader schema that skips every field."""
 
-    header: bytes
-    sync: bytes
+    schema: Any
     skip: Any
 
     @classmethod
@@ -85,24 +83,11 @@ class WireBlock:
             ],
         }
         try:
-            fastavro.parse_schema(wrapper)
+            parsed = fastavro.parse_schema(wrapper)
         except Exception:  # a name clash or a schema fastavro cannot embed: no bulk path
             return None
-        sync = b"s3sink-wire-blk!"
-        text = json.dumps(wrapper, separators=(",", ":")).encode()
-        meta = {b"avro.schema": text, b"avro.codec": b"null"}
-        head = bytearray(b"Obj\x01")
-        head += zigzag_long(len(meta))
-        for k, v in meta.items():
-            head += zigzag_long(len(k)) + k + zigzag_long(len(v)) + v
-        head += zigzag_long(0) + sync
         skip = fastavro.parse_schema({"type": "record", "name": _WIRE_NAME, "fields": []})
-        return cls(bytes(head), sync, skip)
-
-    def container(self, count: int, joined: bytes) -> bytes:
-        return b"".join(
-            (self.header, zigzag_long(count), zigzag_long(len(joined)), joined, self.sync)
-        )
+        return cls(parsed, skip)
 
 
 class AvroDecoder:
@@ -190,12 +175,13 @@ class AvroDecoder:
 
     def _decode_uniform(self, batch: RecordBatch) -> Decoded | None:
         """The common case in bulk: every value framed with the same schema id, written with
-        the schema the file takes (no projection). The values, headers included, are one
-        Avro block of a wrapper record ``{magic: fixed(1), id: fixed(4), body: <schema>}``,
-        decoded by fastavro's block reader in one call (the schema parsed once, not per
-        record); nothing needing columns skips every field instead of building records. The
-        block must hold exactly the values: a truncated, corrupt or over-long value makes it
-        fail, and the record-by-record path then finds which. ``None``: not that case."""
+        the schema the file takes (no projection). The values are read back to back from one
+        stream over the joined batch as a wrapper record ``{magic: fixed(1), id: fixed(4),
+        body: <schema>}`` (no slicing, one stream, the schema parsed once); when nothing needs
+        columns a reader schema without fields skips every field instead of building records.
+        Every record must end exactly where its value ends: a truncated, corrupt or over-long
+        value makes the batch go the record-by-record way, which says which one is bad.
+        ``None``: not that case."""
         if not len(batch) or None in batch.values:
             return None
         values = cast("list[bytes]", batch.values)
@@ -213,29 +199,29 @@ class AvroDecoder:
         wire = schema.wire
         if wire is None:
             return None
-        joined = b"".join(values)
-        records: list[Any] | None = None
+        stream = io.BytesIO(b"".join(values))
+        read, tell = fastavro.schemaless_reader, stream.tell
+        reader = None if self._materialize else wire.skip
+        ends: list[int] = []
+        records: list[Any] = []
         try:
-            block: Any = next(
-                fastavro.block_reader(
-                    io.BytesIO(wire.container(n, joined)),
-                    reader_schema=None if self._materialize else wire.skip,
-                    return_record_name=True,
-                    return_record_name_override=True,
+            for _ in range(n):
+                records.append(
+                    read(
+                        stream,
+                        wire.schema,
+                        reader,
+                        return_record_name=True,
+                        return_record_name_override=True,
+                    )
                 )
-            )
-            if self._materialize:
-                records = list(map(_BODY, block))
-                count = len(records)
-            else:
-                count = sum(1 for _ in block)
-            if count != n or block.bytes_.tell() != len(joined):
-                return None
+                ends.append(tell())
         except Exception:  # fastavro raises many kinds on corrupt input
             return None
-        if records is None:
-            records = [None] * n
-        part = self._part(batch, sid, list(range(n)), records, [sid] * n, {sid: schema})
+        if ends != list(accumulate(map(len, values))):
+            return None
+        bodies = list(map(_BODY, records)) if self._materialize else [None] * n
+        part = self._part(batch, sid, list(range(n)), bodies, [sid] * n, {sid: schema})
         return Decoded((part,), {})
 
     def _target(self, batch: RecordBatch, sid: int, subject: str) -> int:
