@@ -3,9 +3,10 @@
 * Codec: ``parquet.codec`` none/snappy/gzip/zstd/lz4. File names follow Confluent:
   ``.snappy.parquet``, ``.gz.parquet``, ``.zstd.parquet``, ``.lz4.parquet``, ``.parquet``.
 * Row groups: batches are buffered as Arrow until ``parquet.row.group.bytes`` (in-memory Arrow
-  size), then encoded as one row group and handed to the output stream; memory per open file is
-  about one row group. ``parquet.enable.dictionary`` turns dictionary encoding on (default) or
-  off.
+  size; at most ``buffer.memory.bytes`` / 16), then encoded as one row group in a background
+  thread (one at a time per file, in order) and handed to the output stream; memory per open
+  file is about two row groups. ``parquet.enable.dictionary`` turns dictionary encoding on
+  (default) or off.
 * Columns: the decoder's table (Avro/JSON Schema/Protobuf schema, an explicit
   ``value.schema``, or the inferred JSON schema); nested records are groups, arrays are lists,
   maps are maps. Timestamps keep millisecond or microsecond precision (nanoseconds become
@@ -17,6 +18,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -48,7 +51,12 @@ class ParquetFormat:
     def __init__(self, config: SinkConfig) -> None:
         self._compression, suffix = CODECS[config.parquet_codec]
         self._ext = suffix + ".parquet"
-        self._row_group_bytes = max(1, config.parquet_row_group_bytes)
+        # an open file holds about one row group: a sixteenth of the memory budget at most, so
+        # that several open files fill row groups (encoded as they fill) before the budget
+        # makes them roll early
+        self._row_group_bytes = max(
+            1, min(config.parquet_row_group_bytes, max(1 << 20, config.buffer_memory_bytes // 16))
+        )
         self._dictionary = config.parquet_enable_dictionary
         self._metadata = config.store_kafka_metadata
         self._text_key = kafka_meta.key_as_text(config)
@@ -112,6 +120,22 @@ class _Sink:
         self.closed = True
 
 
+#: Row groups are encoded off the consumer's thread (pyarrow releases the GIL while it
+#: encodes and compresses): a file has at most one row group being encoded at a time.
+_ENCODERS = 2
+_encoder_pool: list[ThreadPoolExecutor] = []
+_encoder_lock = threading.Lock()
+
+
+def _encoder() -> ThreadPoolExecutor:
+    with _encoder_lock:
+        if not _encoder_pool:
+            _encoder_pool.append(
+                ThreadPoolExecutor(max_workers=_ENCODERS, thread_name_prefix="s3sink-parquet")
+            )
+        return _encoder_pool[0]
+
+
 class ParquetRecordWriter:
     def __init__(self, fmt: ParquetFormat, out: OutputStream) -> None:
         self._fmt = fmt
@@ -122,6 +146,9 @@ class ParquetRecordWriter:
         self._pending_bytes = 0
         self._records = 0
         self._flushed_arrow = 0
+        #: The row group being encoded in the background, and its in-memory size.
+        self._inflight: Future[None] | None = None
+        self._inflight_bytes = 0
 
     def write(self, batch: RecordBatch, values: pa.Table | None) -> None:
         if not len(batch):
@@ -148,12 +175,32 @@ class ParquetRecordWriter:
             write_statistics=True,
         )
 
-    def _flush(self) -> None:
-        if not self._pending:
+    def _flush(self, *, wait: bool = False) -> None:
+        """Hand the buffered batches to the background encoder as one row group (after the
+        file's previous one is done: row groups stay in order); ``wait``: until encoded."""
+        if self._pending:
+            table = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
+            size = self._pending_bytes
+            self._pending = []
+            self._pending_bytes = 0
+            self._wait()
+            self._inflight_bytes = size
+            self._inflight = _encoder().submit(self._encode, table)
+        if wait:
+            self._wait()
+
+    def _wait(self) -> None:
+        """Wait for the row group being encoded; raise what encoding it raised."""
+        inflight = self._inflight
+        if inflight is None:
             return
-        table = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending = []
-        self._pending_bytes = 0
+        self._inflight = None
+        try:
+            inflight.result()
+        finally:
+            self._inflight_bytes = 0
+
+    def _encode(self, table: pa.Table) -> None:
         if self._writer is None:
             self._writer = self._open_writer(table.schema)
         target = self._fmt._row_group_bytes
@@ -170,13 +217,14 @@ class ParquetRecordWriter:
             self._fmt.ratio = max(0.01, min(2.0, written / size))
 
     def bytes_written(self) -> int:
-        return self._sink.pos + int(self._pending_bytes * self._fmt.ratio)
+        unencoded = self._pending_bytes + self._inflight_bytes
+        return self._sink.pos + int(unencoded * self._fmt.ratio)
 
     def buffered_bytes(self) -> int:
-        return self._pending_bytes
+        return self._pending_bytes + self._inflight_bytes
 
     def close(self) -> FileStats:
-        self._flush()
+        self._flush(wait=True)
         if self._writer is None:
             schema = self._schema or pa.schema([pa.field("value", pa.binary())])
             self._writer = self._open_writer(schema)
