@@ -3,7 +3,7 @@
 * Codec: ``parquet.codec`` none/snappy/gzip/zstd/lz4. File names follow Confluent:
   ``.snappy.parquet``, ``.gz.parquet``, ``.zstd.parquet``, ``.lz4.parquet``, ``.parquet``.
 * Row groups: batches are buffered as Arrow until ``parquet.row.group.bytes`` (in-memory Arrow
-  size; at most ``buffer.memory.bytes`` / 16), then encoded as one row group in a background
+  size; at most ``buffer.memory.bytes`` / 32), then encoded as one row group in a background
   thread (one at a time per file, in order) and handed to the output stream; memory per open
   file is about two row groups. ``parquet.enable.dictionary`` turns dictionary encoding on
   (default) or off.
@@ -51,11 +51,11 @@ class ParquetFormat:
     def __init__(self, config: SinkConfig) -> None:
         self._compression, suffix = CODECS[config.parquet_codec]
         self._ext = suffix + ".parquet"
-        # an open file holds about one row group: a sixteenth of the memory budget at most, so
+        # an open file holds about two row groups: 1/32 of the memory budget at most each, so
         # that several open files fill row groups (encoded as they fill) before the budget
         # makes them roll early
         self._row_group_bytes = max(
-            1, min(config.parquet_row_group_bytes, max(1 << 20, config.buffer_memory_bytes // 16))
+            1, min(config.parquet_row_group_bytes, max(1 << 20, config.buffer_memory_bytes // 32))
         )
         self._dictionary = config.parquet_enable_dictionary
         self._metadata = config.store_kafka_metadata
