@@ -245,11 +245,7 @@ def watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, t
                 for p in range(partition_count(bootstrap, topic))
             }
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            retriable = isinstance(err, KafkaError) and (
-                err.retriable() or err.code() == KafkaError.NOT_LEADER_FOR_PARTITION
-            )
-            if not retriable or time.monotonic() >= deadline:
+            if not _settling(exc) or time.monotonic() >= deadline:
                 raise
         finally:
             consumer.close()
@@ -262,13 +258,36 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
     """partition → the group's committed offset (partitions without a commit are left out)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(partition_count(bootstrap, topic))]
-        committed = consumer.committed(partitions, timeout=30)
-    finally:
-        consumer.close()
+    partitions = [TopicPartition(topic, p) for p in range(partition_count(bootstrap, topic))]
+    deadline = time.monotonic() + 30
+    while True:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
+        try:
+            committed = consumer.committed(partitions, timeout=30)
+            break
+        except KafkaException as exc:
+            # a restarted broker answers NOT_COORDINATOR until the group coordinator is back
+            if not _settling(exc) or time.monotonic() >= deadline:
+                raise
+        finally:
+            consumer.close()
+        time.sleep(0.2)
     return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+
+
+def _settling(exc: KafkaException) -> bool:
+    """An error a broker gives while it settles after a restart."""
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and (
+        err.retriable()
+        or err.code()
+        in (
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.NOT_COORDINATOR,
+            KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE,
+        )
+    )
 
 
 def consume(
