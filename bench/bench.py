@@ -476,10 +476,19 @@ def topic_count(bootstrap: str, topic: str, partitions: int) -> int | None:
     ``partitions`` partitions."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    deadline = time.monotonic() + 90  # a restarted broker takes a while to lead again
+    deadline = time.monotonic() + 60  # a restarted broker takes a while to lead again
     while True:
+        listed = _admin(bootstrap).list_topics(timeout=10).topics
+        if topic not in listed:
+            return None
         md = _admin(bootstrap).list_topics(topic=topic, timeout=10).topics.get(topic)
-        if md is None or len(md.partitions) != partitions:
+        if md is not None and md.error is None and md.partitions:
+            if len(md.partitions) != partitions:
+                return None  # another shape: reloaded
+        elif time.monotonic() < deadline:
+            time.sleep(1)  # metadata still loading after a (re)start
+            continue
+        else:
             return None
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
         try:
@@ -543,7 +552,12 @@ def ensure_topics(env: Env, topics: Sequence[Topic], n: int, *, timeout: float) 
     if gone:
         for f in admin.delete_topics(gone, operation_timeout=30).values():
             f.result()
-        time.sleep(2)
+        deadline = time.monotonic() + 60
+        while set(gone) & set(admin.list_topics(timeout=10).topics):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics {gone} still exist a minute after deleting them")
+            time.sleep(0.5)
+        time.sleep(1)
     for name, f in admin.create_topics(
         [
             NewTopic(
