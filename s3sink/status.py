@@ -178,14 +178,10 @@ class BrokerView:
 
 
 def _kafka_conf(config: SinkConfig) -> dict[str, Any]:
+    from s3sink.kafkaconf import shared_client_config
     from s3sink.sink import consumer_config
 
-    conf = consumer_config(config, catchup=False)
-    return {
-        k: v
-        for k, v in conf.items()
-        if k.startswith(("bootstrap.", "security.", "ssl.", "sasl.", "client.", "socket."))
-    }
+    return shared_client_config(consumer_config(config, catchup=False))
 
 
 def broker_view(
