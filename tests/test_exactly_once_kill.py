@@ -48,6 +48,9 @@ RANDOM_KILLS = int(os.environ.get("KILL_TEST_RANDOM_KILLS", "20"))
 KILL_AFTER = (0.5, 8.0)
 #: The n-th time a failpoint is reached is the one that kills (random in this range).
 FAILPOINT_HIT = (1, 12)
+#: Records added before each failpoint run so that it has commits to make even when the sink
+#: has already archived everything produced so far (each partition commits every 500 records).
+FAILPOINT_TOP_UP = 2 * FAILPOINT_HIT[1] * 500 * PARTITIONS
 
 COMMITTED = re.compile(r"committed seq \d+")
 
@@ -91,6 +94,11 @@ def test_sigkill_at_random_moments_and_every_failpoint(
         for step, failpoint in enumerate(plan):
             env = {}
             if failpoint is not None:
+                # a fast sink may have caught up with the producer: give the run fresh records
+                top_up = IdProducer(kafka_bootstrap, topic, FAILPOINT_TOP_UP, PARTITIONS, first=n)
+                top_up.start()
+                top_up.join_checked(120)
+                n += FAILPOINT_TOP_UP
                 env = {
                     "S3SINK_FAILPOINT": failpoint,
                     "S3SINK_FAILPOINT_HIT": str(rng.randint(*FAILPOINT_HIT)),
@@ -132,7 +140,10 @@ def test_sigkill_at_random_moments_and_every_failpoint(
     check = check_archive(storage, topic, range(n), ends)
     fenced_lines = proc.count(r"fenced") + catchup.count(r"fenced")
 
-    info(f"records {check.produced} produced ({PER_PARTITION} x {PARTITIONS} partitions)")
+    info(
+        f"records {check.produced} produced ({PER_PARTITION} x {PARTITIONS} partitions, "
+        f"plus {FAILPOINT_TOP_UP} before each failpoint run)"
+    )
     info(
         f"kills {kills}: {RANDOM_KILLS} random + failpoints "
         + ", ".join(f"{k} ({v:.1f}s after start)" for k, v in sorted(failpoint_kills.items()))
