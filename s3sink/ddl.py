@@ -45,7 +45,7 @@ from s3sink.errors import ConfigError, FatalError, NotFoundError
 from s3sink.storage.base import Storage
 
 ENGINES = ("athena", "spark", "trino")
-TABLE_FORMATS = ("parquet", "json", "avro")
+TABLE_FORMATS = ("parquet", "json", "avro", "backup")
 
 JSON_SERDE = "org.apache.hive.hcatalog.data.JsonSerDe"
 TEXT_INPUT = "org.apache.hadoop.mapred.TextInputFormat"
@@ -135,7 +135,7 @@ def format_name(config: SinkConfig) -> str:
     if name not in TABLE_FORMATS:
         raise ConfigError(
             f"format.class: {name} files have no columns a table could read; s3sink ddl "
-            "supports parquet, json and avro",
+            "supports parquet, json, avro and backup",
             key="format.class",
         )
     return name
@@ -487,6 +487,26 @@ def sample_from_output(storage: Storage, config: SinkConfig, topic: str, fmt: st
             )
         return Sample(tuple(_avro_fields(text)), source, text, notes)
     return Sample(tuple(_columns_from_json(data, where)), source)
+
+
+def backup_sample() -> Sample:
+    """The ``backup`` format's fixed record schema: an Avro table of the Kafka records."""
+    from formats.backup import SCHEMA
+
+    def undocumented(node: Any) -> Any:  # docs are prose (with `;`), not needed to read
+        if isinstance(node, dict):
+            return {k: undocumented(v) for k, v in node.items() if k != "doc"}
+        if isinstance(node, list):
+            return [undocumented(v) for v in node]
+        return node
+
+    text = json.dumps(undocumented(SCHEMA), separators=(",", ":"))
+    notes = (
+        "backup files are Avro with a fixed schema: key, value and header values are binary "
+        "(decode them in the query, e.g. from_utf8(value) in Athena/Trino, CAST(value AS "
+        "STRING) in Spark); `s3sink restore` puts them back into Kafka byte for byte",
+    )
+    return Sample(tuple(_avro_fields(text)), "the backup format's fixed schema", text, notes)
 
 
 def sample_from_registry(config: SinkConfig, topic: str, fmt: str) -> Sample:
@@ -901,17 +921,21 @@ def build_table(
         columns.append(f)
     if not columns:
         raise FatalError(f"{topic}: no data column besides the partition columns")
+    avro_schema = sample.avro_schema
+    if avro_schema and len(columns) < len(sample.fields):
+        avro_schema = _without_fields(avro_schema, part_names)
     loc = location or default_location(config, topic)
     if not loc.endswith("/"):
         loc += "/"
     return Table(
         topic=topic,
         name=name or default_table_name(topic),
-        format=fmt,
+        # backup files are plain Avro container files: readers see an Avro table
+        format="avro" if fmt == "backup" else fmt,
         location=loc,
         columns=tuple(columns),
         partitions=specs,
-        avro_schema=sample.avro_schema,
+        avro_schema=avro_schema,
         source=sample.source,
         notes=tuple(notes),
         sidecars=tuple(
@@ -923,6 +947,16 @@ def build_table(
             if on
         ),
     )
+
+
+def _without_fields(schema_text: str, names: set[str]) -> str:
+    """The Avro record schema without the top-level fields named like partition columns (the
+    reader schema skips them; the partition column from the path takes their place)."""
+    raw = json.loads(schema_text)
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        return schema_text
+    raw["fields"] = [f for f in raw["fields"] if str(f.get("name", "")).lower() not in names]
+    return json.dumps(raw, separators=(",", ":"))
 
 
 def topics_for(config: SinkConfig, storage: Storage, wanted: Sequence[str]) -> list[str]:
@@ -960,7 +994,13 @@ def generate(
     fmt = format_name(config)
     names = list(topics) or list(config.topics)
     own_storage = storage is None
-    if storage is None and ((columns is None and not from_registry) or not names):
+    if fmt == "backup" and (columns is not None or from_registry):
+        raise ConfigError(
+            "--columns/--schema-from-registry: backup files have a fixed schema; drop the option"
+        )
+    if storage is None and (
+        (columns is None and not from_registry and fmt != "backup") or not names
+    ):
         from s3sink.sink import storage_from_config
 
         storage = storage_from_config(config)
@@ -974,7 +1014,9 @@ def generate(
             )
         out: list[str] = []
         for topic in names:
-            if columns is not None:
+            if fmt == "backup":
+                sample = backup_sample()
+            elif columns is not None:
                 sample = Sample(tuple(parse_columns(columns)), "--columns")
                 if fmt == "avro":
                     from formats.arrow_types import AvroSchemaBuilder

@@ -510,7 +510,7 @@ def test_nested_partition_fields_are_rejected() -> None:
 
 
 def test_bytearray_output_has_no_table() -> None:
-    with pytest.raises(ConfigError, match="parquet, json and avro"):
+    with pytest.raises(ConfigError, match="parquet, json, avro and backup"):
         generate(_config(**{"format.class": "bytearray"}), columns=COLUMNS)
 
 
@@ -831,3 +831,39 @@ def test_registry_needs_a_registry_converter(registry: Any) -> None:
         generate(_config(**{"value.converter": "json"}), from_registry=True)
     with pytest.raises(FatalError, match="orders-value"):
         generate(_registry_config(registry.url), from_registry=True)
+
+
+def test_backup_output_is_an_avro_table_of_the_fixed_schema() -> None:
+    from formats.backup import SCHEMA
+
+    ddl = generate(_config(**{"format.class": "backup"}), storage=MemoryStorage())
+    create = _create(ddl, "athena")
+    # the default partitioner's `partition` path column takes the place of the field
+    assert _partition_columns(create) == [("partition", "int")]
+    assert _columns(create) == [
+        ("topic", "STRING"),
+        ("offset", "BIGINT"),
+        ("timestamp", "BIGINT"),
+        ("timestamp_type", "STRING"),
+        ("key", "BINARY"),
+        ("value", "BINARY"),
+        ("headers", "ARRAY<STRUCT<name: STRING, value: BINARY>>"),
+    ]
+    assert _serde(create) == "org.apache.hadoop.hive.serde2.avro.AvroSerDe"
+    assert "byte for byte" in ddl
+    literal = next(
+        p.args["value"].this
+        for sp in create.find_all(exp.SerdeProperties)
+        for p in sp.expressions
+        if p.this.this == "avro.schema.literal"
+    )
+    fields = json.loads(literal)["fields"]
+    assert [f["name"] for f in fields] == [
+        f["name"] for f in SCHEMA["fields"] if f["name"] != "partition"
+    ]
+    trino = _trino_with(
+        _create(generate(_config(**{"format.class": "backup"}), engine="trino"), "trino")
+    )
+    assert trino["format"] == "AVRO"
+    with pytest.raises(ConfigError, match="fixed schema"):
+        generate(_config(**{"format.class": "backup"}), columns=COLUMNS)

@@ -281,3 +281,50 @@ def test_spark_reads_avro_output(
         f"{len(files)} files, {N} records, {len(partitions)} partitions read exactly",
         flush=True,
     )
+
+
+def test_spark_reads_a_backup_through_the_ddl(
+    spark: Any,
+    topic: tuple[str, int],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``format.class=backup`` files through the table of ``s3sink ddl --engine spark``: every
+    record once, with its topic, partition, offset, timestamp and value bytes."""
+    name, base = topic
+    store = tmp_path / "store"
+    raw = _config(kafka_bootstrap, name, store, "default", "deflate", False)
+    raw["format.class"] = "backup"
+    raw.pop("store.kafka.metadata")
+    summary = Sink(parse(raw, environ={})).run(catchup=True)
+    assert summary.bad_records == 0
+    config = tmp_path / "sink.json"
+    config.write_text(json.dumps(raw))
+    assert cli.main(["ddl", "-c", str(config), "--engine", "spark", "--table", "backup_t"]) == 0
+    out = capsys.readouterr().out
+    assert "backup files are Avro with a fixed schema" in out
+    create, *rest = statements(out)
+    assert "USING avro" in create
+    spark.sql(create)
+    for statement in rest:
+        spark.sql(statement)
+    df = spark.table("backup_t")
+    types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    assert types["value"] == "binary"
+    assert types["offset"] == "bigint"
+    rows = df.selectExpr(
+        "topic", "`partition`", "offset", "timestamp", "timestamp_type", "value"
+    ).collect()
+    got = {(r[1], r[2]): (r[0], r[3], r[4], bytes(r[5])) for r in rows}
+    assert len(rows) == N == len(got)
+    want = {
+        (i % PARTITIONS, i // PARTITIONS): (
+            name,
+            _timestamp(base, i),
+            "CreateTime",
+            json.dumps(_record(i)).encode(),
+        )
+        for i in range(N)
+    }
+    assert got == want
