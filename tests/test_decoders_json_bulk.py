@@ -144,3 +144,43 @@ def test_validation_only_finds_the_bad_values(values: list[bytes | None], bad: l
     assert sum(len(p.rows) if p.rows is not None else len(values) for p in d.parts) == len(
         values
     ) - len(bad)
+
+
+# -- what pyarrow's reader would accept but JSON does not ------------------------------------
+
+
+@pytest.mark.parametrize("columns", [True, False])
+@pytest.mark.parametrize(
+    ("bad_value", "reason"),
+    [
+        (b'{"a":NaN}', "not valid JSON"),
+        (b'{"a":-Infinity}', "not valid JSON"),
+        (b'{"a":Infinity,"b":1}', "not valid JSON"),
+        (b'{"s":"\xff\xfe"}', "not valid UTF-8"),
+        (b'{"s":"caf\xc3"}', "not valid UTF-8"),
+    ],
+)
+def test_nan_infinity_and_invalid_utf8_are_bad_records(
+    bad_value: bytes, reason: str, columns: bool
+) -> None:
+    values: list[bytes | None] = [b'{"a":1}', bad_value, b'{"a":3,"s":"caf\xc3\xa9"}']
+    assert jsonutil.joined_if_clean(values) is None  # type: ignore[arg-type]
+    d = SchemalessJsonDecoder(columns=columns).decode(batch(values))
+    assert list(d.errors) == [1]
+    assert d.errors[1].startswith(reason), d.errors[1]
+    assert [p.rows for p in d.parts] == [[0, 2]]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b'{"s":"NaN"}', b'{"s":"Infinity and beyond"}'],
+        [b'{"s":"caf\xc3\xa9 \xe2\x82\xac"}'],
+    ],
+)
+def test_the_words_inside_strings_and_valid_utf8_are_good(values: list[bytes | None]) -> None:
+    for columns in (True, False):
+        d = SchemalessJsonDecoder(columns=columns).decode(batch(values))
+        assert not d.errors
+    assert fast(values) == slow(values)
+    assert fast(values)[1][0][0] == [json.loads(v) for v in values if v is not None]

@@ -55,9 +55,40 @@ def loads(v: bytes) -> Any:
     return json.loads(v, parse_constant=_reject_constant)
 
 
+#: pyarrow's reader accepts these non-standard constants (Python's strict parser does not).
+_CONSTANTS = (b"NaN", b"Infinity")
+
+
+def strict_text(buf: bytes) -> bool:
+    """Whether ``buf`` is valid UTF-8 and holds none of the constants pyarrow's reader would
+    accept but JSON does not (``NaN``, ``Infinity``; also inside strings: a cheap bound). One
+    or two C-level passes; ASCII-only buffers skip the UTF-8 decode."""
+    if not buf.isascii():
+        try:
+            buf.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return not any(c in buf for c in _CONSTANTS)
+
+
+def strict_reason(v: bytes) -> str | None:
+    """Why pyarrow's reader must not see ``v`` although it might accept it: invalid UTF-8,
+    or a ``NaN``/``Infinity`` constant outside strings (``None``: neither)."""
+    if strict_text(v):
+        return None
+    try:
+        loads(v)
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8: {_short(exc)}"
+    except (ValueError, RecursionError) as exc:
+        return f"not valid JSON: {_short(exc)}"
+    return None
+
+
 def precheck(v: bytes, object_only: bool = True) -> tuple[bytes | None, str | None]:
     """A value ready for the bulk parser (one line), or the reason it is bad. The bulk parser
-    only ever sees objects (``object_only``): a bare ``null`` line crashes pyarrow's reader."""
+    only ever sees objects (``object_only``): a bare ``null`` line crashes pyarrow's reader.
+    Invalid UTF-8 and ``NaN``/``Infinity`` (which pyarrow accepts) are bad too."""
     stripped = v.lstrip()
     if not stripped:
         return None, "empty value"
@@ -66,6 +97,9 @@ def precheck(v: bytes, object_only: bool = True) -> tuple[bytes | None, str | No
         return None, f"expected a JSON object, got {kind}"
     if nesting_depth(v) > MAX_DEPTH:
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
+    reason = strict_reason(v)
+    if reason is not None:
+        return None, reason
     if b"\n" in v or b"\r" in v:
         try:
             doc = loads(v)
@@ -84,7 +118,8 @@ SHALLOW_BYTES = 8192
 def joined_if_clean(values: Sequence[bytes]) -> bytes | None:
     """The values joined by newlines if each one is, provably and cheaply, ready for the bulk
     parser: it starts with ``{`` (the least and the greatest value do, so all do), spans one
-    line, and is shorter than :data:`SHALLOW_BYTES`. ``None``: use :func:`precheck` per value.
+    line, and is shorter than :data:`SHALLOW_BYTES`; and the batch is valid UTF-8 without
+    ``NaN``/``Infinity`` (:func:`strict_text`). ``None``: use :func:`precheck` per value.
 
     C-level passes over the batch only (``min``/``max``, ``map(len)``, ``join``, ``in``): no
     Python bytecode per value.
@@ -96,7 +131,7 @@ def joined_if_clean(values: Sequence[bytes]) -> bytes | None:
     if max(map(len, values)) >= SHALLOW_BYTES:
         return None
     flat = b"".join(values)
-    if b"\n" in flat or b"\r" in flat:
+    if b"\n" in flat or b"\r" in flat or not strict_text(flat):
         return None
     return b"\n".join(values)
 
