@@ -42,10 +42,24 @@ def add_parsers(sub: Any) -> None:
         )
         return p
 
-    p = with_config(sub.add_parser("run", help="archive until SIGTERM/SIGINT"))
+    def with_tasks(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--tasks",
+            type=int,
+            default=None,
+            metavar="N",
+            help="worker processes in one consumer group (overrides tasks.max)",
+        )
+        # set by the parent on each worker it starts: the worker's number, 0..N-1
+        p.add_argument("--task-index", type=int, default=None, help=argparse.SUPPRESS)
+        return p
+
+    p = with_tasks(with_config(sub.add_parser("run", help="archive until SIGTERM/SIGINT")))
     p.set_defaults(handler=cmd_run)
-    p = with_config(
-        sub.add_parser("catchup", help="archive up to the end offsets seen at start, then exit")
+    p = with_tasks(
+        with_config(
+            sub.add_parser("catchup", help="archive up to the end offsets seen at start, then exit")
+        )
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_catchup)
@@ -84,6 +98,8 @@ def _load(args: argparse.Namespace) -> SinkConfig:
 
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[k.strip()] = v
+    if getattr(args, "tasks", None) is not None:
+        overrides["tasks.max"] = str(args.tasks)
     cfg = load_config(args.config, overrides=overrides)
     scrub.add(secret_values(cfg))
     return cfg
@@ -142,6 +158,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     setup_logging(cfg.log_format, cfg.log_level, secret_values(cfg))
+    if args.task_index is not None:
+        from s3sink.tasks import tag_logs
+
+        tag_logs(args.task_index)
+    elif cfg.tasks_max > 1:
+        from s3sink.tasks import run_tasks
+
+        return run_tasks(args, cfg)
     sink = Sink(cfg)
     _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
     from s3sink.http import start_http
@@ -163,9 +187,17 @@ def cmd_catchup(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     setup_logging(cfg.log_format, cfg.log_level, secret_values(cfg))
+    show = None if args.no_progress or not sys.stderr.isatty() else progress_printer()
+    if args.task_index is not None:
+        from s3sink.tasks import tag_logs
+
+        tag_logs(args.task_index)
+    elif cfg.tasks_max > 1:
+        from s3sink.tasks import catchup_tasks
+
+        return catchup_tasks(args, cfg, show)
     sink = Sink(cfg)
     _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
-    show = None if args.no_progress or not sys.stderr.isatty() else progress_printer()
     summary = sink.run(catchup=True, progress=show)
     if show is not None:
         sys.stderr.write("\n")

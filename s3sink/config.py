@@ -120,7 +120,6 @@ REQUIRED: Any = object()
 CONNECT_ONLY_KEYS: Mapping[str, str] = MappingProxyType(
     {
         "connector.class": "s3sink is the connector; the class name is not needed",
-        "tasks.max": "scale out by running more s3sink instances in one consumer group",
         "storage.class": "storage is chosen by storage.url or s3.bucket.name",
         "schema.generator.class": "schemas come from the converter or are inferred",
         "s3.credentials.provider.class": "credentials come from the default AWS chain",
@@ -577,6 +576,15 @@ class SinkConfig:
         _int,
         group="running",
     )
+    tasks_max: int = key(
+        "tasks.max",
+        1,
+        "Worker processes of run and catchup (as Kafka Connect's tasks): each a member of the "
+        "consumer group with buffer.memory.bytes/N of the budget; the parent serves http.listen. "
+        "1: the sink runs in the process itself.",
+        _int,
+        group="running",
+    )
     # -- pass-through ------------------------------------------------------------------------
     consumer: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     producer: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -822,6 +830,12 @@ def parse(
 
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors), key=None)
+    if values.get("tasks_max", 1) > 1:
+        n = values["tasks_max"]
+        notes.append(
+            f"tasks.max={n}: run and catchup start {n} worker processes in one consumer group, "
+            f"each with buffer.memory.bytes/{n}"
+        )
     values["notes"] = tuple(notes)
     cfg = SinkConfig(**values)
     _check(cfg)
@@ -859,6 +873,13 @@ def _check(cfg: SinkConfig) -> None:
         errors.append("file.max.bytes: must be at least 1024")
     if cfg.buffer_memory_bytes < 1024 * 1024:
         errors.append("buffer.memory.bytes: must be at least 1MiB")
+    if cfg.tasks_max < 1:
+        errors.append("tasks.max: must be at least 1 (the number of worker processes)")
+    elif cfg.buffer_memory_bytes // cfg.tasks_max < 1024 * 1024:
+        errors.append(
+            f"tasks.max: each of the {cfg.tasks_max} tasks gets buffer.memory.bytes/"
+            f"{cfg.tasks_max}, less than 1MiB; raise buffer.memory.bytes or lower tasks.max"
+        )
     if cfg.s3_ssea_name == "aws:kms" and not cfg.s3_sse_kms_key_id:
         pass  # the bucket's default KMS key is used
     if cfg.s3_sse_kms_key_id and cfg.s3_ssea_name != "aws:kms":

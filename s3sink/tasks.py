@@ -1,0 +1,630 @@
+"""``tasks.max=N``: ``s3sink run`` and ``s3sink catchup`` as N worker processes.
+
+Kafka Connect's model: each task is one member of the connector's consumer group. The parent
+starts N ``python -m s3sink <command>`` children (``tasks.max=1``, ``http.listen=none``,
+``buffer.memory.bytes/N`` each, a ``task`` field on every log line) and supervises them:
+
+* exactly-once is per partition, by the commit protocol (takeover with fence markers), whoever
+  owns the partition: workers rebalancing among themselves are ordinary group members;
+* SIGTERM/SIGINT are forwarded to every worker (graceful: each commits what it buffered within
+  ``shutdown.timeout.ms``); a second signal is forwarded too (abandon). The workers run in their
+  own process group, so a terminal's Ctrl-C reaches them once, through the parent;
+* a worker that exits while the job is not stopping stops the others gracefully, and the parent
+  exits non-zero naming the task and why (crash-only: the orchestrator restarts the job);
+* ``catchup`` ends when every partition's commit log reaches the end offset captured by the
+  parent at start. The parent polls the log ends (progress, and stopping workers that have
+  nothing left to do); after the workers exit it checks the ends and runs another round for the
+  partitions a rebalance left short (at most :data:`MAX_ROUNDS`).
+
+The parent serves ``http.listen``: ``/healthz`` and ``/readyz`` from the workers' liveness,
+``/metrics`` with the parent's own task gauges (the workers' metrics are not aggregated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import IO, Any
+
+from s3sink.config import SinkConfig
+from s3sink.errors import FatalError
+
+log = logging.getLogger("s3sink.tasks")
+
+#: Catch-up rounds before giving up (a round ends when all its workers have exited).
+MAX_ROUNDS = 5
+#: How often the parent reads the commit log ends during a catch-up (progress, done check).
+POLL_LOG_S = 2.0
+#: How often the parent looks at its workers.
+POLL_S = 0.1
+#: After a second stop signal, workers still running this long after it are SIGKILLed
+#: (they leave within 3 s on their own: see ``ABANDON_GRACE_S`` in :mod:`s3sink.commands`).
+ABANDON_KILL_S = 6.0
+#: Read commit log ends with this many threads.
+READ_WORKERS = 16
+
+_SUMMARY = re.compile(
+    r"^catch-up done: (\d+) records in (\d+) files, (\d+) commits, (\d+) partitions, "
+    r"([\d.]+) s \([\d,]+ records/s\), (\d+) bad records"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# In a worker
+
+
+def tag_logs(task: int) -> None:
+    """Every log line of this process carries ``task`` (a JSON field; ``[task N]`` in text)."""
+    from s3sink.logs import JsonFormatter, TextFormatter
+
+    def add_task(record: logging.LogRecord) -> bool:
+        record.task = task
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(add_task)
+        if isinstance(handler.formatter, TextFormatter) and not isinstance(
+            handler.formatter, JsonFormatter
+        ):
+            handler.setFormatter(_TaskTextFormatter())
+
+
+class _TaskTextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s [task %(task)s]: %(message)s", "%H:%M:%S"
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        from s3sink.logs import scrub
+
+        return scrub(super().format(record))
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent
+
+
+@dataclass
+class Totals:
+    """The workers' ``catch-up done`` lines, summed."""
+
+    records: int = 0
+    files: int = 0
+    commits: int = 0
+    bad_records: int = 0
+
+    def add(self, line: str) -> bool:
+        m = _SUMMARY.match(line)
+        if m is None:
+            return False
+        self.records += int(m.group(1))
+        self.files += int(m.group(2))
+        self.commits += int(m.group(3))
+        self.bad_records += int(m.group(6))
+        return True
+
+
+@dataclass
+class Worker:
+    index: int
+    popen: subprocess.Popen[bytes]
+    #: The last error line of its log (JSON ``msg`` of an error, or ``s3sink: error: ...``).
+    last_error: str | None = None
+    #: The signal the parent forwarded to it (a death by that signal before the worker
+    #: installed its handlers is a clean stop: it had nothing buffered).
+    signalled: int | None = None
+    code: int | None = None
+    readers: list[threading.Thread] = field(default_factory=list)
+    #: Its exit has been looked at by :meth:`Supervisor.watch`.
+    reported: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.code is None
+
+    def poll(self) -> int | None:
+        if self.code is None:
+            code = self.popen.poll()
+            if code is not None:
+                for t in self.readers:
+                    t.join(5)
+                if code < 0 and self.signalled is not None and -code == self.signalled:
+                    code = 0  # stopped by our signal before it had started
+                self.code = code
+        return self.code
+
+    def signal(self, sig: int, *, again: bool = False) -> None:
+        """Send ``sig`` (once: a second stop signal would make the worker abandon, so only
+        ``again`` sends one to a worker already signalled)."""
+        if self.signalled is not None and not again:
+            return
+        if self.code is None and self.popen.poll() is None:
+            self.signalled = self.signalled or sig
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, sig)
+
+    def describe(self) -> str:
+        code = self.code
+        if code is None:
+            return "running"
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return how + (f": {self.last_error}" if self.last_error else "")
+
+
+def exit_code(code: int) -> int:
+    """A worker's exit status as a process exit code (128 + signal for a signal death)."""
+    return 128 - code if code < 0 else code
+
+
+def _error_of(line: str) -> str | None:
+    """The message of an error log line (JSON or text), or None."""
+    s = line.strip()
+    if s.startswith("s3sink: error:"):
+        return s[len("s3sink: error:") :].strip()
+    if s.startswith("{"):
+        try:
+            d = json.loads(s)
+        except ValueError:
+            return None
+        if isinstance(d, dict) and d.get("level") in ("error", "critical"):
+            msg = str(d.get("msg", ""))
+            exc = str(d.get("exc") or "").strip().splitlines()
+            return f"{msg} ({exc[-1]})" if exc else msg
+        return None
+    if " ERROR " in s or " CRITICAL " in s:
+        return s
+    return None
+
+
+class Supervisor:
+    """Starts, watches and stops the workers of one ``run`` or ``catchup``."""
+
+    def __init__(
+        self, command: str, config_path: str, sets: Sequence[str], cfg: SinkConfig
+    ) -> None:
+        self.command = command
+        self.config_path = config_path
+        self.sets = list(sets)
+        self.cfg = cfg
+        self.workers: list[Worker] = []
+        self.totals = Totals()
+        self.stopping = False
+        self.abandoning_since: float | None = None
+        self.signals = 0
+        #: The first worker that failed (its exit code is the job's).
+        self.failed: Worker | None = None
+        self._out_lock = threading.Lock()
+
+    # -- starting ----------------------------------------------------------------------------
+    def argv(self, index: int) -> list[str]:
+        cfg = self.cfg
+        n = cfg.tasks_max
+        overrides: dict[str, str] = {
+            "tasks.max": "1",
+            "http.listen": "none",
+            "buffer.memory.bytes": str(cfg.buffer_memory_bytes // n),
+        }
+        instance = cfg.consumer.get("group.instance.id")
+        if instance:
+            # static membership: each task is a member of its own
+            overrides["consumer.group.instance.id"] = f"{instance}-{index}"
+        if "client.id" not in cfg.consumer:
+            overrides["consumer.client.id"] = f"s3sink-{cfg.name}-{index}"
+        argv = [sys.executable, "-m", "s3sink", self.command, "-c", self.config_path]
+        for item in self.sets:
+            argv += ["--set", item]
+        for k, v in overrides.items():
+            argv += ["--set", f"{k}={v}"]
+        argv += ["--task-index", str(index)]
+        if self.command == "catchup":
+            argv.append("--no-progress")
+        return argv
+
+    def start(self, count: int) -> None:
+        from s3sink.local.process import _die_with_parent
+
+        self.workers = []
+        for i in range(count):
+            popen = subprocess.Popen(
+                self.argv(i),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+                # its own process group: a terminal's Ctrl-C reaches it once, via the parent
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),  # noqa: PLW1509 (SIGTERM when the parent dies)
+            )
+            w = Worker(i, popen)
+            assert popen.stdout is not None and popen.stderr is not None
+            w.readers = [
+                threading.Thread(
+                    target=self._pump_err, args=(w, popen.stderr), name=f"task-{i}-err", daemon=True
+                ),
+                threading.Thread(
+                    target=self._pump_out, args=(w, popen.stdout), name=f"task-{i}-out", daemon=True
+                ),
+            ]
+            for t in w.readers:
+                t.start()
+            self.workers.append(w)
+        log.info(
+            "started %d task(s) of %s: pids %s; each with buffer.memory.bytes=%d",
+            count,
+            self.command,
+            ", ".join(str(w.popen.pid) for w in self.workers),
+            self.cfg.buffer_memory_bytes // self.cfg.tasks_max,
+        )
+
+    def _write(self, stream: Any, data: bytes) -> None:
+        with self._out_lock:
+            try:
+                buf = getattr(stream, "buffer", None)
+                if buf is not None:
+                    buf.write(data)
+                else:
+                    stream.write(data.decode("utf-8", "replace"))
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _pump_err(self, w: Worker, pipe: IO[bytes]) -> None:
+        for raw in iter(pipe.readline, b""):
+            err = _error_of(raw.decode("utf-8", "replace"))
+            if err is not None:
+                w.last_error = err
+            self._write(sys.stderr, raw)
+        pipe.close()
+
+    def _pump_out(self, w: Worker, pipe: IO[bytes]) -> None:
+        for raw in iter(pipe.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            if self.totals.add(line):
+                log.info("task %d: %s", w.index, line.strip())
+                continue
+            self._write(sys.stdout, raw)
+        pipe.close()
+
+    # -- stopping ----------------------------------------------------------------------------
+    def stop_all(self, sig: int = signal.SIGTERM) -> None:
+        self.stopping = True
+        for w in self.workers:
+            w.signal(sig)
+
+    def install_signals(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.signals += 1
+            name = signal.Signals(signum).name
+            if self.signals == 1:
+                log.warning("%s: forwarded to the tasks (each commits what it buffered)", name)
+            else:
+                log.warning("%s again: forwarded to the tasks (they stop at once)", name)
+                if self.abandoning_since is None:
+                    self.abandoning_since = time.monotonic()
+            self.stopping = True
+            for w in self.workers:
+                w.signal(signum, again=self.signals > 1)
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
+
+    # -- watching ----------------------------------------------------------------------------
+    def watch(self, tick: Callable[[], None] | None = None) -> None:
+        """Until every worker has exited: a worker that exits while the job is not stopping
+        (or exits non-zero) stops the others gracefully; ``tick`` runs every turn."""
+        while True:
+            alive = 0
+            for w in self.workers:
+                code = w.poll()
+                if code is None:
+                    alive += 1
+                    continue
+                if w.reported:
+                    continue
+                w.reported = True
+                unexpected = self.command == "run" and not self.stopping
+                if code != 0 or unexpected:
+                    if self.failed is None:
+                        self.failed = w
+                        log.error(
+                            "task %d (pid %d) %s %s; stopping the other tasks",
+                            w.index,
+                            w.popen.pid,
+                            "failed:" if code != 0 else "exited without a stop signal:",
+                            w.describe(),
+                        )
+                    self.stop_all()
+                else:
+                    log.info("task %d (pid %d) exited 0", w.index, w.popen.pid)
+            if alive == 0:
+                return
+            if (
+                self.abandoning_since is not None
+                and time.monotonic() - self.abandoning_since > ABANDON_KILL_S
+            ):
+                for w in self.workers:
+                    w.signal(signal.SIGKILL, again=True)
+            if tick is not None:
+                tick()
+            time.sleep(POLL_S)
+
+    def result(self) -> int:
+        w = self.failed
+        if w is None:
+            return 0
+        code = exit_code(w.code or 0)
+        return code if code != 0 else 1
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.workers) and all(w.popen.poll() is None for w in self.workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP: health from the workers' liveness
+
+
+def start_parent_http(listen: str, sup: Supervisor) -> ThreadingHTTPServer | None:
+    if listen == "none":
+        return None
+    host, _, port = listen.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, _metrics(sup).encode(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/healthz":
+                ok = sup.healthy
+                self._send(200 if ok else 503, b"ok\n" if ok else b"task down\n")
+            elif path == "/readyz":
+                ok = sup.healthy and not sup.stopping
+                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+            else:
+                self._send(404, b"not found\n")
+
+        def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)  # noqa: S104
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    log.info("serving /metrics, /healthz, /readyz on %s (health from the tasks' liveness)", listen)
+    return server
+
+
+def _metrics(sup: Supervisor) -> str:
+    lines = [
+        "# HELP s3sink_tasks Worker processes configured (tasks.max).",
+        "# TYPE s3sink_tasks gauge",
+        f"s3sink_tasks {sup.cfg.tasks_max}",
+        "# HELP s3sink_task_up 1 while the task's process runs, else 0.",
+        "# TYPE s3sink_task_up gauge",
+    ]
+    for w in sup.workers:
+        lines.append(f's3sink_task_up{{task="{w.index}"}} {int(w.popen.poll() is None)}')
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+
+
+def run_tasks(args: argparse.Namespace, cfg: SinkConfig) -> int:
+    """``s3sink run`` with ``tasks.max`` > 1."""
+    sup = Supervisor("run", args.config, args.set, cfg)
+    for note in cfg.notes:
+        log.info("config: %s", note)
+    sup.install_signals()
+    server = start_parent_http(cfg.http_listen, sup)
+    try:
+        sup.start(cfg.tasks_max)
+        sup.watch()
+    finally:
+        if server is not None:
+            server.shutdown()
+    code = sup.result()
+    if sup.failed is not None:
+        log.error(
+            "stopped: task %d %s (the job exits %d; restart it)",
+            sup.failed.index,
+            sup.failed.describe(),
+            code,
+        )
+    else:
+        log.info("stopped: all %d tasks exited 0", len(sup.workers))
+    return code
+
+
+def start_targets(cfg: SinkConfig) -> dict[tuple[str, int], int]:
+    """Every partition of the subscribed topics and its end offset (last stable offset) now."""
+    from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
+
+    from s3sink.kafkaconf import shared_client_config
+    from s3sink.sink import consumer_config
+
+    OffsetSpec: Any = _OffsetSpec
+    admin = AdminClient(shared_client_config(consumer_config(cfg, catchup=True)))
+    try:
+        md = admin.list_topics(timeout=30)
+        if cfg.topics:
+            names = [t for t in cfg.topics if t in md.topics]
+            for t in cfg.topics:
+                if t not in md.topics:
+                    log.warning("topic %s does not exist; nothing to catch up there", t)
+        else:
+            rx = re.compile(f"^{cfg.topics_regex}")
+            names = [t for t in md.topics if rx.match(t) and not t.startswith("__")]
+        keys = [
+            TopicPartition(t, p)
+            for t in sorted(names)
+            if md.topics[t].error is None
+            for p in sorted(md.topics[t].partitions)
+        ]
+        if not keys:
+            return {}
+        futures = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in keys},
+            isolation_level=IsolationLevel.READ_COMMITTED,
+            request_timeout=30,
+        )
+        return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
+    except KafkaException as exc:
+        raise FatalError(
+            f"catch-up: cannot read the end offsets: {exc.args[0] if exc.args else exc}"
+        ) from None
+
+
+def log_ends(storage: Any, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+    """The end offset of each partition's commit log (None: no log yet)."""
+    from s3sink.status import read_tail
+
+    def one(key: tuple[str, int]) -> int | None:
+        tail = read_tail(storage, key[0], key[1])
+        return tail.latest.end if tail.latest is not None else None
+
+    with ThreadPoolExecutor(min(READ_WORKERS, max(1, len(keys)))) as pool:
+        return dict(zip(keys, pool.map(one, keys), strict=True))
+
+
+def short_of(
+    targets: Mapping[tuple[str, int], int], ends: Mapping[tuple[str, int], int | None]
+) -> dict[tuple[str, int], int]:
+    """Partitions whose log ends before the target: key -> log end (0 without a log)."""
+    out = {}
+    for key, target in targets.items():
+        end = ends.get(key)
+        if target > 0 and (end is None or end < target):
+            out[key] = end or 0
+    return out
+
+
+class _Poller:
+    """Every :data:`POLL_LOG_S` during a catch-up round: read the commit log ends, show the
+    progress, and once every partition has reached its target stop the workers gracefully
+    (a worker left with no partition would wait for an assignment forever)."""
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        storage: Any,
+        targets: Mapping[tuple[str, int], int],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.sup = sup
+        self.storage = storage
+        self.targets = targets
+        self.progress = progress
+        self.last = 0.0
+        self.finishing = False
+
+    def __call__(self) -> None:
+        if self.sup.stopping or self.finishing or time.monotonic() - self.last < POLL_LOG_S:
+            return
+        self.last = time.monotonic()
+        try:
+            ends = log_ends(self.storage, list(self.targets))
+        except Exception as exc:  # a progress read; the end-of-round check reads again
+            log.info("reading the commit log ends: %s", exc)
+            return
+        if self.progress is not None:
+            done = sum(min(t, ends.get(k) or 0) for k, t in self.targets.items())
+            self.progress(done, sum(self.targets.values()))
+        if not short_of(self.targets, ends):
+            self.finishing = True
+            log.info("every partition is archived up to the start's end offsets; stopping tasks")
+            for w in self.sup.workers:
+                w.signal(signal.SIGTERM)  # graceful; the round ends normally
+
+
+def catchup_tasks(
+    args: argparse.Namespace, cfg: SinkConfig, progress: Callable[[int, int], None] | None
+) -> int:
+    """``s3sink catchup`` with ``tasks.max`` > 1; prints the summed ``catch-up done`` line."""
+    from s3sink.sink import Summary, storage_from_config
+
+    started = time.monotonic()
+    for note in cfg.notes:
+        log.info("config: %s", note)
+    targets = start_targets(cfg)
+    if not targets:
+        raise FatalError("catch-up: the subscribed topics have no partition")
+    storage = storage_from_config(cfg)
+    total = sum(targets.values())
+    sup = Supervisor("catchup", args.config, args.set, cfg)
+    sup.install_signals()
+    keys = list(targets)
+    short = short_of(targets, log_ends(storage, keys))
+    rounds = 0
+    while short and not sup.stopping:
+        rounds += 1
+        if rounds > MAX_ROUNDS:
+            raise FatalError(
+                f"catch-up: not done after {MAX_ROUNDS} rounds of {cfg.tasks_max} tasks; short: "
+                + ", ".join(f"{t}-{p} at {e} of {targets[(t, p)]}" for (t, p), e in short.items())
+            )
+        count = min(cfg.tasks_max, len(short))
+        if rounds > 1:
+            log.warning(
+                "catch-up round %d: %d partition(s) short of the start's end offsets (%s); "
+                "running %d task(s) again",
+                rounds,
+                len(short),
+                ", ".join(f"{t}-{p}" for t, p in list(short)[:5]),
+                count,
+            )
+        sup.start(count)
+        tick = _Poller(sup, storage, targets, progress)
+        sup.watch(tick)
+        if sup.failed is not None:
+            log.error("catch-up failed: task %d %s", sup.failed.index, sup.failed.describe())
+            return sup.result()
+        if sup.signals:
+            break
+        short = short_of(targets, log_ends(storage, keys))
+    if progress is not None:
+        progress(
+            total if not short else total - sum(targets[k] - e for k, e in short.items()), total
+        )
+        sys.stderr.write("\n")
+    summary = Summary(
+        records=sup.totals.records,
+        files=sup.totals.files,
+        commits=sup.totals.commits,
+        partitions=len(targets),
+        seconds=time.monotonic() - started,
+        bad_records=sup.totals.bad_records,
+    )
+    print(summary.text())
+    return 0
