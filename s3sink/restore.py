@@ -32,8 +32,10 @@ Formats
     ``backup`` is byte-exact for everything. ``json`` and ``bytearray`` restore values as
     stored (byte-exact for raw values on one line / without the separator); keys, headers,
     timestamps and offsets only with ``store.kafka.metadata=true`` (json). ``parquet`` and
-    ``avro`` restore raw ``value`` columns as they are and records re-encoded as JSON (not
-    byte-exact). Files without per-record offsets are committed a whole commit at a time.
+    ``avro`` restore raw ``value`` columns as they are and records re-encoded as JSON, or with
+    ``--value-format avro`` as Confluent wire-format Avro whose schema (from the Avro file's
+    header, or derived from the Parquet schema) is registered under ``<target>-value`` (not
+    byte-exact either way). Files without per-record offsets are committed a whole commit at a time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Mapping as StrMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -106,6 +109,11 @@ class RestoreOptions:
     transaction_records: int = 10_000
     transaction_bytes: int = 16 * 1024 * 1024
     dry_run: bool = False
+    #: How values of parquet/avro records are re-encoded: ``json``, or ``avro`` (Confluent
+    #: wire format, the schema registered in ``schema_registry_url`` under ``value_subject``).
+    value_format: str = "json"
+    schema_registry_url: str | None = None
+    value_subject: str | None = None
 
 
 def parse_time(text: str) -> int:
@@ -287,19 +295,85 @@ def _decompress(key: str, data: bytes) -> tuple[str, bytes]:
     return key, data
 
 
-def decode_file(config: SinkConfig, key: str, data: bytes, expected: int | None = None) -> Decoded:
+class AvroReencoder:
+    """Re-encodes record values as Confluent wire-format Avro: each distinct value schema is
+    registered once under ``subject`` (``<target topic>-value`` by default, the
+    TopicNameStrategy of Confluent's serializers) and every value is ``0x00``, the 4-byte
+    schema id, the Avro body."""
+
+    def __init__(self, url: str, props: StrMapping[str, str], subject: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        from formats.decoders.registry import client_config as registry_client_config
+
+        self.url = url
+        self.subject = subject
+        self._client = SchemaRegistryClient(registry_client_config(url, props))
+        self._ids: dict[str, int] = {}
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(set(self._ids.values()))
+
+    def _register(self, text: str) -> int:
+        sid = self._ids.get(text)
+        if sid is not None:
+            return sid
+        from confluent_kafka.schema_registry import Schema
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            sid = int(self._client.register_schema(self.subject, Schema(text, "AVRO")))
+        except SchemaRegistryError as exc:
+            raise RestoreError(
+                f"schema registry {self.url}: registering the value schema under subject "
+                f"{self.subject}: {exc.error_message} (HTTP {exc.http_status_code}); the "
+                "subject's compatibility rules may refuse it (use --value-subject)"
+            ) from None
+        except Exception as exc:  # connection errors: requests/httpx raise their own types
+            raise RestoreError(f"schema registry {self.url}: {exc}") from None
+        self._ids[text] = sid
+        return sid
+
+    def encoder(self, schema: Any) -> Callable[[Any], bytes]:
+        """A function from a value (as fastavro reads it) to wire-format bytes."""
+        import fastavro
+
+        text = json.dumps(schema, separators=(",", ":"))
+        header = b"\x00" + self._register(text).to_bytes(4, "big")
+        parsed = fastavro.parse_schema(schema)
+        write = fastavro.schemaless_writer
+
+        def encode(value: Any) -> bytes:
+            buf = io.BytesIO()
+            buf.write(header)
+            write(buf, parsed, value)
+            return buf.getvalue()
+
+        return encode
+
+
+def decode_file(
+    config: SinkConfig,
+    key: str,
+    data: bytes,
+    expected: int | None = None,
+    *,
+    reencode: AvroReencoder | None = None,
+) -> Decoded:
     """Records of an archived file, by its name (and Avro header): backup, json, bytearray,
     parquet or avro. ``expected`` (the marker's record count) checks that bytearray values
-    split back into as many records."""
+    split back into as many records. ``reencode``: parquet and avro records become
+    wire-format Avro values instead of JSON."""
     if key.endswith(".parquet"):
-        return _parquet(config, data)
+        return _parquet(config, data, reencode)
     if key.endswith(".avro"):
         import fastavro
 
         reader = fastavro.reader(io.BytesIO(data))
         if reader.metadata.get("s3sink.format") == "backup":
             return Decoded("backup", _backup(reader), offsets=True, exact=True)
-        return _avro(config, reader)
+        return _avro(config, reader, reencode)
     name, raw = _decompress(key, data)
     if name.endswith(".json"):
         return _json_lines(config, raw)
@@ -471,7 +545,7 @@ def _kafka_fields(m: dict[str, Any], text_key: bool) -> tuple[int, int, bytes | 
     return int(m["offset"]), -1 if ts is None else int(ts), key, headers or None
 
 
-def _avro(config: SinkConfig, reader: Any) -> Decoded:
+def _avro(config: SinkConfig, reader: Any, reencode: AvroReencoder | None = None) -> Decoded:
     schema = reader.writer_schema
     branches = [b for b in schema if b != "null"] if isinstance(schema, list) else [schema]
     inner = branches[0] if len(branches) == 1 else None
@@ -483,6 +557,17 @@ def _avro(config: SinkConfig, reader: Any) -> Decoded:
     has_meta = "_kafka" in names
     wrapped = names == ["value", "_kafka"]
     text_key = key_as_text(config)
+    # the value's own schema (the file's record without _kafka), from the header's JSON
+    declared = json.loads(reader.metadata["avro.schema"])
+    if isinstance(declared, list):
+        declared = next(b for b in declared if b != "null")
+    if has_meta and isinstance(declared, dict):
+        fields = [f for f in declared["fields"] if f["name"] != "_kafka"]
+        declared = fields[0]["type"] if wrapped else {**declared, "fields": fields}
+    raw_value = (declared in ("bytes", "string")) if wrapped else False
+    to_value: Callable[[Any], bytes | None] = _json_value
+    if reencode is not None and not raw_value:
+        to_value = reencode.encoder(declared)
 
     def records() -> Iterator[Rec]:
         last = -1
@@ -496,9 +581,9 @@ def _avro(config: SinkConfig, reader: Any) -> Decoded:
                 value = (
                     datum["value"] if wrapped else {k: v for k, v in datum.items() if k != "_kafka"}
                 )
-                yield (offset, ts, key, _json_value(value), headers)
+                yield (offset, ts, key, to_value(value), headers)
             else:
-                yield (-1, -1, None, _json_value(datum), None)
+                yield (-1, -1, None, to_value(datum), None)
 
     # tombstones carry no _kafka: offsets are only complete in files without null branch
     complete = has_meta and not isinstance(schema, list)
@@ -511,7 +596,7 @@ def _avro(config: SinkConfig, reader: Any) -> Decoded:
     return Decoded("avro", records(), offsets=complete, exact=exact, timestamps=has_meta)
 
 
-def _parquet(config: SinkConfig, data: bytes) -> Decoded:
+def _parquet(config: SinkConfig, data: bytes, reencode: AvroReencoder | None = None) -> Decoded:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -531,6 +616,30 @@ def _parquet(config: SinkConfig, data: bytes) -> Decoded:
         or pa.types.is_large_string(raw_type)
     )
 
+    wrapped = value_names == ["value"]
+    avro_encode: Callable[[Any], bytes] | None = None
+    convert: Callable[[Any], Any] | None = None
+    if reencode is not None and not raw:
+        from formats.arrow_types import AvroSchemaBuilder
+
+        builder = AvroSchemaBuilder("s3sink")
+        value_schema = pa.schema([f for f in pf.schema_arrow if f.name != "_kafka"])
+        if wrapped:
+            avro_schema, convert = builder.type(value_schema.field("value").type, "value")
+        else:
+            avro_schema, convert = builder.record(value_schema, "Value")
+        avro_encode = reencode.encoder(avro_schema)
+
+    def encoded(values_t: pa.Table) -> list[bytes]:
+        assert avro_encode is not None
+        out = []
+        for row in values_t.to_pylist():
+            datum = row["value"] if wrapped else row
+            if convert is not None and datum is not None:
+                datum = convert(datum)
+            out.append(avro_encode(datum))
+        return out
+
     def records() -> Iterator[Rec]:
         for i in range(pf.num_row_groups):
             t = pf.read_row_group(i)
@@ -541,7 +650,11 @@ def _parquet(config: SinkConfig, data: bytes) -> Decoded:
                 col = values_t.column(0).to_pylist()
                 values = [v.encode() if isinstance(v, str) else v for v in col]
             else:
-                docs = rows_as_json(values_t, wrapped=value_names == ["value"])
+                docs = (
+                    rows_as_json(values_t, wrapped=wrapped)
+                    if avro_encode is None
+                    else encoded(values_t)
+                )
                 nulls = None
                 for c in values_t.columns:
                     isn = pc.is_null(c)
@@ -632,6 +745,8 @@ class Summary:
     resumed: dict[int, int] = field(default_factory=dict)
     kinds: set[str] = field(default_factory=set)
     inexact: set[str] = field(default_factory=set)
+    #: What inexact values became: JSON, or wire-format Avro (with the subject and ids).
+    reencoded_as: str = "JSON"
     unordered: bool = False
     stopped: bool = False
 
@@ -654,8 +769,8 @@ class Summary:
             parts.append(f"{self.error_records:,} bad records in error files not replayed")
         if self.inexact:
             parts.append(
-                f"values from {', '.join(sorted(self.inexact))} files re-encoded as JSON "
-                "(not byte-exact)"
+                f"values from {', '.join(sorted(self.inexact))} files re-encoded as "
+                f"{self.reencoded_as} (not byte-exact)"
             )
         if self.unordered:
             parts.append("order across the files of one commit unknown (no offsets stored)")
@@ -706,6 +821,22 @@ class Restorer:
         self._target_partition: Callable[[int], int] = lambda p: p
         self.plans: dict[int, PartitionPlan] = {}
         self.source_count = 0
+        self.reencode = self._reencoder()
+
+    def _reencoder(self) -> AvroReencoder | None:
+        opts = self.opts
+        if opts.value_format == "json":
+            return None
+        if opts.value_format != "avro":
+            raise RestoreError(f"--value-format: json or avro, not {opts.value_format!r}")
+        url = opts.schema_registry_url or self.config.value_converter_schema_registry_url
+        if not url:
+            raise RestoreError(
+                "--value-format avro: name the schema registry with --schema-registry URL (or "
+                "value.converter.schema.registry.url in the config)"
+            )
+        subject = opts.value_subject or f"{opts.to_topic}-value"
+        return AvroReencoder(url, self.config.value_converter_props, subject)
 
     @property
     def stopped(self) -> bool:
@@ -1044,7 +1175,7 @@ class Restorer:
         decoded = []
         for u in units:
             f = u.data
-            d = decode_file(self.config, f.key, fetcher.get(f), f.records)
+            d = decode_file(self.config, f.key, fetcher.get(f), f.records, reencode=self.reencode)
             if u.sidecars:
                 found = {
                     kind: decode_sidecar(self.config, sf.key, fetcher.get(sf), kind, f.records)
@@ -1061,6 +1192,11 @@ class Restorer:
             self.summary.kinds.add(d.kind)
             if not d.exact:
                 self.summary.inexact.add(d.kind)
+                if self.reencode is not None and self.reencode.ids:
+                    self.summary.reencoded_as = (
+                        f"Confluent wire-format Avro (subject {self.reencode.subject}, schema "
+                        f"id {', '.join(map(str, self.reencode.ids))})"
+                    )
         with_offsets = all(d.offsets for d in decoded)
         nxt = plan.next_offset
         if marker.start < nxt and not with_offsets:
@@ -1253,6 +1389,24 @@ def add_parser(sub: Any, with_config: Callable[[argparse.ArgumentParser], Any]) 
         metavar="N",
         help="records per Kafka transaction (default 10000)",
     )
+    p.add_argument(
+        "--value-format",
+        choices=("json", "avro"),
+        default="json",
+        help="parquet/avro records are produced as JSON (default) or as Confluent wire-format "
+        "Avro with the schema registered in --schema-registry",
+    )
+    p.add_argument(
+        "--schema-registry",
+        metavar="URL",
+        help="registry for --value-format avro (default value.converter.schema.registry.url; "
+        "its value.converter.* client settings apply)",
+    )
+    p.add_argument(
+        "--value-subject",
+        metavar="SUBJECT",
+        help="subject the value schema is registered under (default <to-topic>-value)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, produce nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_restore, mapping="auto")
@@ -1305,6 +1459,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         progress_topic=args.progress_topic,
         transaction_records=args.transaction_records,
         dry_run=args.dry_run,
+        value_format=args.value_format,
+        schema_registry_url=args.schema_registry,
+        value_subject=args.value_subject,
     )
     tty = sys.stderr.isatty() and not args.no_progress
     show = progress_bar() if tty else (None if args.no_progress else progress_log())
