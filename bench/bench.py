@@ -1062,6 +1062,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma-separated: memory, filesize, naive")
     p.add_argument("--ceiling-runs", type=int, default=None, help="ceiling repeats per topic")
     p.add_argument("--batch", type=int, default=10000, help="consume batch size (10000)")
+    p.add_argument(
+        "--tasks", type=int, default=1, help="tasks.max of the sink in the main cases (1)"
+    )
     p.add_argument("--state-dir", default=None, help="broker/MinIO state (reused across runs)")
     p.add_argument("--results", default=str(ROOT / "bench" / "results"), help="JSON output dir")
     p.add_argument("--timeout", type=float, default=None, help="seconds per sink run")
@@ -1131,7 +1134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for backend in backends:
             for name in cases_wanted:
                 label, topic, fmt = labels[name]
-                case = Case(name, label, topic, fmt, backend)
+                tasks = {"tasks.max": str(args.tasks)} if args.tasks != 1 else {}
+                case = Case(name, label, topic, fmt, backend, tasks)
                 profile = None
                 if args.profile:
                     Path(args.profile).mkdir(parents=True, exist_ok=True)

@@ -112,11 +112,15 @@ class Totals:
         m = _SUMMARY.match(line)
         if m is None:
             return False
-        self.records += int(m.group(1))
-        self.files += int(m.group(2))
-        self.commits += int(m.group(3))
-        self.bad_records += int(m.group(6))
+        with _TOTALS_LOCK:  # one reader thread per worker
+            self.records += int(m.group(1))
+            self.files += int(m.group(2))
+            self.commits += int(m.group(3))
+            self.bad_records += int(m.group(6))
         return True
+
+
+_TOTALS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -225,6 +229,11 @@ class Supervisor:
             "http.listen": "none",
             "buffer.memory.bytes": str(cfg.buffer_memory_bytes // n),
         }
+        if cfg.log_format == "auto":
+            # the worker's stderr is a pipe to the parent: log as the parent would
+            from s3sink.logs import use_json
+
+            overrides["log.format"] = "json" if use_json("auto", sys.stderr) else "text"
         instance = cfg.consumer.get("group.instance.id")
         if instance:
             # static membership: each task is a member of its own
@@ -506,13 +515,34 @@ def start_targets(cfg: SinkConfig) -> dict[tuple[str, int], int]:
         ) from None
 
 
-def log_ends(storage: Any, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
-    """The end offset of each partition's commit log (None: no log yet)."""
-    from s3sink.status import read_tail
+def log_ends(
+    storage: Any,
+    keys: Sequence[tuple[str, int]],
+    hints: dict[tuple[str, int], int] | None = None,
+) -> dict[tuple[str, int], int | None]:
+    """The end offset of each partition's commit log (None: no log yet).
+
+    One LIST and one GET per partition: ``hints`` (key -> a seq known to exist, updated here)
+    or else the checkpoint says where the LIST starts, so repeated reads do not grow with the
+    history."""
+    from s3sink.clock import SystemClock
+    from s3sink.commitlog import PartitionLog
+
+    known = hints if hints is not None else {}
 
     def one(key: tuple[str, int]) -> int | None:
-        tail = read_tail(storage, key[0], key[1])
-        return tail.latest.end if tail.latest is not None else None
+        plog = PartitionLog(storage, key[0], key[1], "s3sink-tasks", "", SystemClock())
+        hint = known.get(key)
+        if hint is None:
+            cp = plog.read_checkpoint()
+            hint = cp.seq if cp is not None else None
+        seqs = list(plog.list_seqs(hint - 1)) if hint is not None else []
+        if not seqs or seqs[0] != hint:  # no hint, or a wrong one: list the whole log
+            seqs = list(plog.list_seqs(None))
+        if not seqs:
+            return None
+        known[key] = seqs[-1]
+        return plog.read_marker(seqs[-1]).end
 
     with ThreadPoolExecutor(min(READ_WORKERS, max(1, len(keys)))) as pool:
         return dict(zip(keys, pool.map(one, keys), strict=True))
@@ -541,23 +571,29 @@ class _Poller:
         storage: Any,
         targets: Mapping[tuple[str, int], int],
         progress: Callable[[int, int], None] | None,
+        hints: dict[tuple[str, int], int],
     ) -> None:
         self.sup = sup
         self.storage = storage
         self.targets = targets
         self.progress = progress
         self.last = 0.0
+        self.interval = POLL_LOG_S
         self.finishing = False
+        self.hints = hints
 
     def __call__(self) -> None:
-        if self.sup.stopping or self.finishing or time.monotonic() - self.last < POLL_LOG_S:
+        if self.sup.stopping or self.finishing or time.monotonic() - self.last < self.interval:
             return
         self.last = time.monotonic()
         try:
-            ends = log_ends(self.storage, list(self.targets))
+            ends = log_ends(self.storage, list(self.targets), self.hints)
         except Exception as exc:  # a progress read; the end-of-round check reads again
             log.info("reading the commit log ends: %s", exc)
             return
+        finally:
+            # many partitions on a slow store: poll less often than the reads take
+            self.interval = max(POLL_LOG_S, 5 * (time.monotonic() - self.last))
         if self.progress is not None:
             done = sum(min(t, ends.get(k) or 0) for k, t in self.targets.items())
             self.progress(done, sum(self.targets.values()))
@@ -585,7 +621,8 @@ def catchup_tasks(
     sup = Supervisor("catchup", args.config, args.set, cfg)
     sup.install_signals()
     keys = list(targets)
-    short = short_of(targets, log_ends(storage, keys))
+    hints: dict[tuple[str, int], int] = {}
+    short = short_of(targets, log_ends(storage, keys, hints))
     rounds = 0
     while short and not sup.stopping:
         rounds += 1
@@ -605,14 +642,14 @@ def catchup_tasks(
                 count,
             )
         sup.start(count)
-        tick = _Poller(sup, storage, targets, progress)
+        tick = _Poller(sup, storage, targets, progress, hints)
         sup.watch(tick)
         if sup.failed is not None:
             log.error("catch-up failed: task %d %s", sup.failed.index, sup.failed.describe())
             return sup.result()
         if sup.signals:
             break
-        short = short_of(targets, log_ends(storage, keys))
+        short = short_of(targets, log_ends(storage, keys, hints))
     if progress is not None:
         progress(
             total if not short else total - sum(targets[k] - e for k, e in short.items()), total
