@@ -6,6 +6,11 @@ with (:mod:`formats.decoders.compat`), and fastavro's schema resolution projects
 that need it. Every record is decoded, so a truncated or corrupt body, trailing bytes, a wrong
 magic byte or an unknown schema id is a bad record with a reason; it never raises.
 
+A batch of one schema id, written with the schema the file takes, is read in bulk: by the
+native reader (:mod:`formats.decoders.avrofast`: validation, or decoding straight into Arrow
+buffers) when the schema compiles to it, else by fastavro from one stream; a batch with a bad
+record goes record by record, which says which one and why.
+
 The tables carry the part's Avro schema and id (:data:`~formats.decoders.base.META_AVRO_SCHEMA`)
 so the ``avro`` format copies record bodies instead of re-encoding them. When nothing needs
 columns (``avro`` format and a partitioner that does not read fields) the decoder validates
@@ -25,6 +30,7 @@ import fastavro
 import pyarrow as pa
 
 from formats.decoders.avro_arrow import Converter, avro_to_arrow
+from formats.decoders.avrofast import NativeSchema, compile_schema, join
 from formats.decoders.base import (
     META_AVRO_SCHEMA,
     META_AVRO_SCHEMA_ID,
@@ -54,6 +60,8 @@ class AvroSchema:
     convert: Converter | None = None
     is_record: bool = False
     wire: WireBlock | None = None
+    #: The native reader of the schema (:mod:`formats.decoders.avrofast`), ``None``: fastavro.
+    native: NativeSchema | None = None
 
 
 _BODY = operator.itemgetter("body")
@@ -124,6 +132,7 @@ class AvroDecoder:
         s = AvroSchema(schema_id, rs.schema_str, parsed)
         if not rs.references:
             s.wire = WireBlock.of(raw)
+            s.native = compile_schema(parsed)
         if self._materialize:
             arrow, conv = avro_to_arrow(parsed)
             s.arrow, s.convert = arrow, conv
@@ -179,6 +188,8 @@ class AvroDecoder:
         stream over the joined batch as a wrapper record ``{magic: fixed(1), id: fixed(4),
         body: <schema>}`` (no slicing, one stream, the schema parsed once); when nothing needs
         columns a reader schema without fields skips every field instead of building records.
+        Before that, the native reader (when the schema compiles to it) validates the bodies, or
+        decodes them into Arrow arrays; a batch it does not take goes to fastavro.
         Every record must end exactly where its value ends: a truncated, corrupt or over-long
         value makes the batch go the record-by-record way, which says which one is bad.
         ``None``: not that case."""
@@ -196,6 +207,22 @@ class AvroDecoder:
                 return None
         except UnknownSchema:
             return None
+        native = schema.native
+        if native is not None:
+            buf, offsets = join(values)
+            if not self._materialize:
+                status = native.validate(buf, offsets, HEADER)
+                if status.count(0) != n:
+                    return None  # a bad record: the record-by-record way says which and why
+                part = self._part(batch, sid, list(range(n)), [None] * n, [sid] * n, {sid: schema})
+                return Decoded((part,), {})
+            arr = native.decode(buf, offsets, HEADER)
+            if arr is not None:
+                part = self._part(
+                    batch, sid, list(range(n)), [], [sid] * n, {sid: schema}, decoded=arr
+                )
+                return Decoded((part,), {})
+            # a bad record, or a value fastavro reads differently: fastavro reads the batch
         wire = schema.wire
         if wire is None:
             return None
@@ -238,7 +265,10 @@ class AvroDecoder:
         records: list[Any],
         ids: list[int | None],
         schemas: dict[int, AvroSchema],
+        decoded: pa.Array | None = None,
     ) -> DecodedPart:
+        """``decoded``: the rows already as an Arrow array of the target's type (native
+        path), else ``records`` holds fastavro's records."""
         all_rows = rows if len(rows) != len(batch) else None
         if key is None:  # tombstones only, before any schema
             return DecodedPart(all_rows, None, None)
@@ -259,16 +289,19 @@ class AvroDecoder:
             md[META_LAZY] = b"1"
             table = lazy_table(len(rows))
             return DecodedPart(all_rows, table.replace_schema_metadata(md), str(target.schema_id))
-        data = [records[r] for r in rows]
-        if target.convert is not None:
-            conv = target.convert
-            data = [None if d is None else conv(d) for d in data]
-        if target.is_record:
+        if decoded is not None:
+            arr = decoded
+        else:
+            data = [records[r] for r in rows]
+            if target.convert is not None:
+                conv = target.convert
+                data = [None if d is None else conv(d) for d in data]
             arr = pa.array(data, target.arrow)
+        if target.is_record:
             table = pa.Table.from_struct_array(arr)
         else:
             md[META_WRAPPED] = b"1"
-            table = pa.table({"value": pa.array(data, target.arrow)})
+            table = pa.table({"value": arr})
         return DecodedPart(all_rows, table.replace_schema_metadata(md), str(target.schema_id))
 
 
