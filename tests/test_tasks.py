@@ -10,7 +10,10 @@ import json
 import os
 import re
 import signal
+import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -116,6 +119,20 @@ def _both_assigned(proc: SinkProcess, timeout: float = 60.0) -> None:
     proc.wait_for_log(assigned, timeout)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return int(r.status), r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
 def _worker_pids(proc: SinkProcess, timeout: float = 30.0) -> list[int]:
     line = proc.wait_for_log(r"started 2 task\(s\) of", timeout)
     m = re.search(r"pids (\d+), (\d+)", line)
@@ -167,13 +184,20 @@ def test_run_with_two_tasks_stops_on_sigterm_and_a_killed_task_fails_the_job(
         s3_bucket,
         **{"flush.size": "100000", "rotate.schedule.interval.ms": "3000"},
     )
-    proc = SinkProcess(cfg, tmp_path, "run")
+    port = _free_port()
+    proc = SinkProcess(cfg, tmp_path, "run", args=["--set", f"http.listen=127.0.0.1:{port}"])
     with proc:
         proc.start()
         _worker_pids(proc)
         t0 = time.monotonic()
         _both_assigned(proc)
         print(f"[figures] both tasks assigned after {time.monotonic() - t0:.1f}s")
+        # only the parent listens; health from its tasks' liveness
+        assert _get(port, "/healthz") == (200, "ok\n")
+        assert _get(port, "/readyz") == (200, "ready\n")
+        metrics = _get(port, "/metrics")[1]
+        assert "s3sink_tasks 2" in metrics
+        assert 's3sink_task_up{task="0"} 1' in metrics and 's3sink_task_up{task="1"} 1' in metrics
         proc.wait_for_log(r"committed seq", 60, count=4)
         time.sleep(1.0)  # some records buffered
         assert proc.terminate(60) == 0, proc.tail()
