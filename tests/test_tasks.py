@@ -77,6 +77,9 @@ def test_summary_lines_add_up_and_errors_are_found() -> None:
     )
     assert not t.add("something else")
     assert (t.records, t.files, t.commits, t.bad_records) == (10, 2, 3, 1)
+    t.spans[:] = [(100.0, 5.0), (101.0, 3.0)]  # (arrived, the worker's seconds)
+    assert t.seconds_since(0, 42.0) == 6.0  # from 95.0 to 101.0
+    assert t.seconds_since(2, 42.0) == 42.0
     assert _error_of('{"level": "error", "msg": "boom"}') == "boom"
     assert _error_of('{"level": "info", "msg": "fine"}') is None
     assert _error_of("s3sink: error: invalid configuration") == "invalid configuration"
