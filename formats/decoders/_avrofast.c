@@ -310,6 +310,11 @@ static inline int read_len(Reader *r, int64_t *out) {
 static int utf8_ok(const uint8_t *s, int64_t n) {
     int64_t i = 0;
     while (i < n) {
+        uint64_t w;
+        if (i + 8 <= n && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ULL))) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
         uint8_t c = s[i];
         if (c < 0x80) {
             i++;
@@ -668,20 +673,22 @@ static PyObject *py_compile(PyObject *self, PyObject *arg) {
     return cap;
 }
 
-static void init_outs(Node *n, Out *outs) {
+static int init_outs(Node *n, Out *outs) {
     Out *o = &outs[n->id];
     switch (n->op) {
         case OP_MAP:
-            off_put(&o->koff, 0);
+            if (off_put(&o->koff, 0)) return -1;
             /* fall through */
         case OP_BYTES:
         case OP_STRING:
         case OP_ENUM:
         case OP_UUID:
         case OP_ARRAY:
-            off_put(&o->offsets, 0);
+            if (off_put(&o->offsets, 0)) return -1;
     }
-    for (int i = 0; i < n->nchild; i++) init_outs(n->child[i], outs);
+    for (int i = 0; i < n->nchild; i++)
+        if (init_outs(n->child[i], outs)) return -1;
+    return 0;
 }
 
 static void free_outs(Out *outs, int n) {
@@ -701,6 +708,7 @@ typedef struct {
     Program *prog;
     Py_buffer data, offs;
     Py_ssize_t n, header;
+    int64_t *bounds; /* a private copy of the offsets, checked (the walk runs without the GIL) */
 } Args;
 
 static int parse_args(PyObject *args, Args *a) {
@@ -718,21 +726,30 @@ static int parse_args(PyObject *args, Args *a) {
         goto fail;
     }
     a->n = a->offs.len / 8 - 1;
-    const int64_t *o = a->offs.buf;
+    a->bounds = malloc((size_t)a->offs.len);
+    if (!a->bounds) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    memcpy(a->bounds, a->offs.buf, (size_t)a->offs.len);
+    const int64_t *o = a->bounds;
+    if (o[0] < 0) goto bad_offsets;
     for (Py_ssize_t i = 0; i < a->n; i++) {
-        if (o[i] < 0 || o[i] > o[i + 1] || o[i + 1] > a->data.len) {
-            PyErr_SetString(PyExc_ValueError, "offsets out of order or past the buffer");
-            goto fail;
-        }
+        if (o[i] > o[i + 1] || o[i + 1] > a->data.len) goto bad_offsets;
     }
     return 0;
+bad_offsets:
+    PyErr_SetString(PyExc_ValueError, "offsets out of order or past the buffer");
 fail:
+    free(a->bounds);
     PyBuffer_Release(&a->data);
     PyBuffer_Release(&a->offs);
     return -1;
 }
 
 static void release_args(Args *a) {
+    free(a->bounds);
+    a->bounds = NULL;
     PyBuffer_Release(&a->data);
     PyBuffer_Release(&a->offs);
 }
@@ -741,7 +758,7 @@ static void release_args(Args *a) {
  * first bad record in *status; returns the index of that record, or n */
 static Py_ssize_t walk(Args *a, Ctx *c, uint8_t *status, int stop_at_bad) {
     const uint8_t *buf = a->data.buf;
-    const int64_t *o = a->offs.buf;
+    const int64_t *o = a->bounds;
     for (Py_ssize_t i = 0; i < a->n; i++) {
         int st;
         if (o[i + 1] - o[i] < a->header) {
@@ -825,7 +842,11 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
         release_args(&a);
         return PyErr_NoMemory();
     }
-    init_outs(a.prog->root, outs);
+    if (init_outs(a.prog->root, outs)) {
+        free_outs(outs, nn);
+        release_args(&a);
+        return PyErr_NoMemory();
+    }
     Ctx c = {0};
     c.emit = 1;
     c.outs = outs;
