@@ -22,7 +22,7 @@ from s3sink.cli import main
 from s3sink.config import parse
 from s3sink.errors import ConfigError
 from s3sink.local import S3Endpoint
-from s3sink.tasks import Totals, _error_of, exit_code, log_ends
+from s3sink.tasks import Totals, _error_of, exit_code, log_ends, short_of
 from tests.rig.kafka import create_topic, end_offsets
 from tests.rig.sinkproc import (
     IdProducer,
@@ -84,6 +84,14 @@ def test_summary_lines_add_up_and_errors_are_found() -> None:
     assert _error_of('{"level": "info", "msg": "fine"}') is None
     assert _error_of("s3sink: error: invalid configuration") == "invalid configuration"
     assert exit_code(-9) == 137 and exit_code(2) == 2
+
+
+def test_short_partitions_are_those_whose_log_ends_before_the_target() -> None:
+    targets = {("t", 0): 10, ("t", 1): 5, ("t", 2): 0, ("t", 3): 7}
+    ends: dict[tuple[str, int], int | None] = {("t", 0): 10, ("t", 1): 4, ("t", 2): None}
+    # an empty partition needs no log; a partition without a log is short from offset 0
+    assert short_of(targets, ends) == {("t", 1): 4, ("t", 3): 0}
+    assert short_of(targets, {**ends, ("t", 1): 6, ("t", 3): 7}) == {}
 
 
 # -- against Kafka and S3 ---------------------------------------------------------------------
