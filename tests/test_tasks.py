@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import socket
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -254,3 +256,26 @@ def test_run_with_two_tasks_stops_on_sigterm_and_a_killed_task_fails_the_job(
     assert all(e == ends[p] for (_, p), e in log_ends(storage, [(topic, p) for p in ends]).items())
     check = check_archive(storage, topic, range(n), ends)
     assert not check.problems(), "\n".join(check.problems())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"), [("text", "[task 3]: hello w"), ("json", '"task": 3}')]
+)
+def test_a_workers_log_lines_carry_its_task(
+    fmt: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from s3sink.logs import setup_logging
+    from s3sink.tasks import tag_logs
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook)
+    try:
+        setup_logging(fmt, "INFO")
+        tag_logs(3)
+        logging.getLogger("s3sink.test").info("hello %s", "w")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        sys.excepthook, threading.excepthook = saved[2], saved[3]
+    assert expected in capsys.readouterr().err
