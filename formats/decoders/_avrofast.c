@@ -709,7 +709,32 @@ typedef struct {
     Py_buffer data, offs;
     Py_ssize_t n, header;
     int64_t *bounds; /* a private copy of the offsets, checked (the walk runs without the GIL) */
+    PyObject *values; /* or: a tuple of bytes (immutable, referenced: read without the GIL) */
 } Args;
+
+/* args: program, a sequence of bytes values, header bytes */
+static int parse_list_args(PyObject *args, Args *a) {
+    PyObject *cap, *seq;
+    memset(a, 0, sizeof *a);
+    if (!PyArg_ParseTuple(args, "OOn", &cap, &seq, &a->header)) return -1;
+    a->prog = PyCapsule_GetPointer(cap, CAPSULE);
+    if (!a->prog) return -1;
+    if (a->header < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative header");
+        return -1;
+    }
+    a->values = PySequence_Tuple(seq);
+    if (!a->values) return -1;
+    a->n = PyTuple_GET_SIZE(a->values);
+    for (Py_ssize_t i = 0; i < a->n; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(a->values, i))) {
+            PyErr_SetString(PyExc_TypeError, "values must be bytes");
+            Py_CLEAR(a->values);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int parse_args(PyObject *args, Args *a) {
     PyObject *cap;
@@ -750,6 +775,7 @@ fail:
 static void release_args(Args *a) {
     free(a->bounds);
     a->bounds = NULL;
+    Py_CLEAR(a->values);
     PyBuffer_Release(&a->data);
     PyBuffer_Release(&a->offs);
 }
@@ -761,11 +787,20 @@ static Py_ssize_t walk(Args *a, Ctx *c, uint8_t *status, int stop_at_bad) {
     const int64_t *o = a->bounds;
     for (Py_ssize_t i = 0; i < a->n; i++) {
         int st;
-        if (o[i + 1] - o[i] < a->header) {
+        const uint8_t *start, *end;
+        if (a->values) {
+            PyObject *v = PyTuple_GET_ITEM(a->values, i);
+            start = (const uint8_t *)PyBytes_AS_STRING(v);
+            end = start + PyBytes_GET_SIZE(v);
+        } else {
+            start = buf + o[i];
+            end = buf + o[i + 1];
+        }
+        if (end - start < a->header) {
             st = ST_SHORT_VALUE;
         } else {
-            c->p = buf + o[i] + a->header;
-            c->end = buf + o[i + 1];
+            c->p = start + a->header;
+            c->end = end;
             st = read_node(c, a->prog->root);
             if (!st && c->p != c->end) st = ST_TRAILING;
         }
@@ -781,9 +816,8 @@ static Py_ssize_t walk(Args *a, Ctx *c, uint8_t *status, int stop_at_bad) {
     return a->n;
 }
 
-static PyObject *py_validate(PyObject *self, PyObject *args) {
-    Args a;
-    if (parse_args(args, &a)) return NULL;
+static PyObject *validate_impl(Args *ap) {
+    Args a = *ap;
     PyObject *out = PyBytes_FromStringAndSize(NULL, a.n);
     if (!out) {
         release_args(&a);
@@ -833,9 +867,8 @@ static int export(Node *n, Out *outs, PyObject *list) {
 /* decode(program, buffer, offsets, header) -> [(length, null_count, validity, offsets, data,
  * key_offsets)] per node (pre-order, unions left out), or (status, index) of the first record
  * that cannot be decoded here */
-static PyObject *py_decode(PyObject *self, PyObject *args) {
-    Args a;
-    if (parse_args(args, &a)) return NULL;
+static PyObject *decode_impl(Args *ap) {
+    Args a = *ap;
     int nn = a.prog->nnodes;
     Out *outs = calloc((size_t)nn, sizeof(Out));
     if (!outs) {
@@ -867,7 +900,71 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *py_validate(PyObject *self, PyObject *args) {
+    Args a;
+    if (parse_args(args, &a)) return NULL;
+    return validate_impl(&a);
+}
+
+static PyObject *py_decode(PyObject *self, PyObject *args) {
+    Args a;
+    if (parse_args(args, &a)) return NULL;
+    return decode_impl(&a);
+}
+
+static PyObject *py_validate_values(PyObject *self, PyObject *args) {
+    Args a;
+    if (parse_list_args(args, &a)) return NULL;
+    return validate_impl(&a);
+}
+
+static PyObject *py_decode_values(PyObject *self, PyObject *args) {
+    Args a;
+    if (parse_list_args(args, &a)) return NULL;
+    return decode_impl(&a);
+}
+
+/* bodies(values, header) -> bytes: b"".join(v[header:] for v in values), one copy */
+static PyObject *py_bodies(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    Py_ssize_t header;
+    if (!PyArg_ParseTuple(args, "On", &seq, &header)) return NULL;
+    if (header < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative header");
+        return NULL;
+    }
+    PyObject *t = PySequence_Fast(seq, "values must be a sequence");
+    if (!t) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(t), total = 0;
+    PyObject **items = PySequence_Fast_ITEMS(t);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_Check(items[i]) || PyBytes_GET_SIZE(items[i]) < header) {
+            PyErr_SetString(PyExc_ValueError, "values must be bytes of at least the header");
+            Py_DECREF(t);
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(items[i]) - header;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out) {
+        char *w = PyBytes_AS_STRING(out);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t len = PyBytes_GET_SIZE(items[i]) - header;
+            memcpy(w, PyBytes_AS_STRING(items[i]) + header, (size_t)len);
+            w += len;
+        }
+    }
+    Py_DECREF(t);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"validate_values", py_validate_values, METH_VARARGS,
+     "validate_values(program, values, header) -> bytes: a status per value"},
+    {"decode_values", py_decode_values, METH_VARARGS,
+     "decode_values(program, values, header) -> columns, or (status, index)"},
+    {"bodies", py_bodies, METH_VARARGS,
+     "bodies(values, header) -> the values without their headers, joined"},
     {"compile", py_compile, METH_O, "compile(node) -> program"},
     {"validate", py_validate, METH_VARARGS,
      "validate(program, buffer, offsets, header) -> bytes: a status per record"},

@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Any
 
 from _typeshed import ReadableBuffer
@@ -11,3 +12,10 @@ def decode(
 ) -> (
     list[tuple[int, int, bytes | None, bytes | None, bytes | None, bytes | None]] | tuple[int, int]
 ): ...
+def validate_values(program: Any, values: Sequence[bytes], header: int, /) -> bytes: ...
+def decode_values(
+    program: Any, values: Sequence[bytes], header: int, /
+) -> (
+    list[tuple[int, int, bytes | None, bytes | None, bytes | None, bytes | None]] | tuple[int, int]
+): ...
+def bodies(values: Sequence[bytes], header: int, /) -> bytes: ...

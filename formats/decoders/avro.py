@@ -30,7 +30,7 @@ import fastavro
 import pyarrow as pa
 
 from formats.decoders.avro_arrow import Converter, avro_to_arrow
-from formats.decoders.avrofast import NativeSchema, compile_schema, join
+from formats.decoders.avrofast import NativeSchema, compile_schema
 from formats.decoders.base import (
     META_AVRO_SCHEMA,
     META_AVRO_SCHEMA_ID,
@@ -209,14 +209,13 @@ class AvroDecoder:
             return None
         native = schema.native
         if native is not None:
-            buf, offsets = join(values)
             if not self._materialize:
-                status = native.validate(buf, offsets, HEADER)
+                status = native.validate_values(values, HEADER)
                 if status.count(0) != n:
                     return None  # a bad record: the record-by-record way says which and why
                 part = self._part(batch, sid, list(range(n)), [None] * n, [sid] * n, {sid: schema})
                 return Decoded((part,), {})
-            arr = native.decode(buf, offsets, HEADER)
+            arr = native.decode_values(values, HEADER)
             if arr is not None:
                 part = self._part(
                     batch, sid, list(range(n)), [], [sid] * n, {sid: schema}, decoded=arr

@@ -262,13 +262,29 @@ class NativeSchema:
         arr.validate()
         return arr
 
-    def decode_values(self, values: Sequence[bytes], header: int = 0) -> pa.Array | None:
-        buf, offsets = join(values)
-        return self.decode(buf, offsets, header)
-
     def validate_values(self, values: Sequence[bytes], header: int = 0) -> bytes:
-        buf, offsets = join(values)
-        return self.validate(buf, offsets, header)
+        """:meth:`validate` over the values as they are (no joined copy)."""
+        assert _native is not None
+        out: bytes = _native.validate_values(self._program, values, header)
+        return out
+
+    def decode_values(self, values: Sequence[bytes], header: int = 0) -> pa.Array | None:
+        """:meth:`decode` over the values as they are (no joined copy)."""
+        assert _native is not None
+        out = _native.decode_values(self._program, values, header)
+        if isinstance(out, tuple):
+            return None
+        arr = _build(self._node, self.arrow, iter(out))
+        arr.validate()
+        return arr
+
+
+def bodies(values: Sequence[bytes], header: int) -> bytes:
+    """``b"".join(v[header:] for v in values)``, in one copy when the extension is built."""
+    if _native is not None:
+        out: bytes = _native.bodies(values, header)
+        return out
+    return b"".join([v[header:] for v in values])
 
 
 def join(values: Sequence[bytes]) -> tuple[bytes, array[int]]:
