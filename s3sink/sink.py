@@ -424,11 +424,29 @@ class Sink:
             metrics.set_total("storage_retries_exhausted_total", stats.exhausted)
 
     def _enforce_memory(self) -> None:
-        budget = files_budget(self.config.buffer_memory_bytes, self._conf)
+        from s3sink.memory import ResidentGauge, prefetch_bytes
+
+        total = self.config.buffer_memory_bytes
         writers = list(self.state.writers.values())
         open_bytes = sum(w.memory() for w in writers)
         pending = self.committer.memory()
-        self.metrics.set("buffer_memory_bytes", open_bytes + pending)
+        # S3 parts in flight (the open uploads' buffers are in the writers' memory)
+        storage_memory = getattr(self.storage, "memory_bytes", None)
+        parts = int(storage_memory()) if storage_memory is not None else 0
+        # what the rest of the process holds beyond the prefetch estimate, measured
+        gauge: ResidentGauge | None = self.__dict__.get("_memory_gauge")
+        if gauge is None:
+            gauge = self._memory_gauge = ResidentGauge()
+        counted = open_bytes + pending + parts
+        budget = min(
+            files_budget(total, self._conf),
+            gauge.files_limit(total, prefetch_bytes(self._conf), counted),
+        )
+        set_limit = getattr(self.storage, "set_memory_limit", None)
+        if set_limit is not None:
+            set_limit(budget // 2)
+        self.metrics.set("buffer_memory_bytes", counted)
+        pending += parts
         if open_bytes + pending > budget:
             for w in sorted(writers, key=lambda w: w.memory(), reverse=True):
                 if open_bytes + pending <= budget * 0.8:
@@ -438,6 +456,7 @@ class Sink:
                     break
                 w.seal(RotationReason.MEMORY)
                 open_bytes -= m
+        pending -= parts
         # back-pressure: uploads fall behind -> pause consumption until they catch up
         consumer = self._consumer
         active = [k for k, w in self.state.writers.items() if w.status is WriterStatus.ACTIVE]

@@ -12,18 +12,21 @@ MiB = 1024 * 1024
 def test_prefetch_is_a_share_of_the_budget() -> None:
     backoff = {"fetch.queue.backoff.ms": 10}
     assert prefetch_config(256 * MiB, {}) == {
-        "queued.max.messages.kbytes": 32 * 1024,
-        "fetch.max.bytes": 32 * MiB,
+        "queued.max.messages.kbytes": 8 * 1024,
+        "queued.min.messages": 32 * 1024,
+        "fetch.max.bytes": 4 * MiB,
         **backoff,
     }
     # capped at librdkafka's defaults, floored for tiny budgets
     assert prefetch_config(4096 * MiB, {}) == {
         "queued.max.messages.kbytes": 65536,
+        "queued.min.messages": 4 * 65536,
         "fetch.max.bytes": 52_428_800,
         **backoff,
     }
     assert prefetch_config(2 * MiB, {}) == {
         "queued.max.messages.kbytes": 1024,
+        "queued.min.messages": 10_000,
         "fetch.max.bytes": MiB,
         **backoff,
     }
@@ -32,10 +35,15 @@ def test_prefetch_is_a_share_of_the_budget() -> None:
 
 
 def test_files_get_the_rest() -> None:
+    # the prefetch is charged at what librdkafka really holds: 3 x (8 MiB + 4 MiB)
     conf = prefetch_config(256 * MiB, {})
-    assert files_budget(256 * MiB, conf) == 192 * MiB
+    assert files_budget(256 * MiB, conf) == 256 * MiB - 36 * MiB
     assert files_budget(8 * MiB, {"queued.max.messages.kbytes": 65536}) == 2 * MiB
-    assert files_budget(256 * MiB, {"fetch.max.bytes": "x"}) == 256 * MiB - 64 * MiB - 52_428_800
+    # unreadable settings: librdkafka's defaults, at least a quarter for the files
+    assert files_budget(256 * MiB, {"fetch.max.bytes": "x"}) == 64 * MiB
+    assert files_budget(1024 * MiB, {"fetch.max.bytes": "x"}) == 1024 * MiB - 3 * (
+        64 * MiB + 52_428_800
+    )
 
 
 def test_user_settings_win() -> None:
@@ -45,7 +53,8 @@ def test_user_settings_win() -> None:
     )
     conf = consumer_config(cfg, catchup=True)
     assert conf["queued.max.messages.kbytes"] == "1000"
-    assert conf["fetch.max.bytes"] == 32 * MiB
+    assert "queued.min.messages" not in conf
+    assert conf["fetch.max.bytes"] == 4 * MiB
 
 
 def test_arrow_memory_is_configured_once() -> None:

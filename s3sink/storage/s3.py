@@ -40,6 +40,13 @@ shared by the storage (``max_concurrency`` threads). At most ``max_parts_in_flig
 queued or uploading at once (a semaphore): a writer that would exceed it blocks in ``write``, so
 memory stays at about ``(max_parts_in_flight + open uploads) * part_size``.
 
+Under a memory budget (:meth:`S3Storage.set_memory_limit`, from ``buffer.memory.bytes``) part
+buffers share ``limit`` bytes: half of it for parts in flight (a writer blocks while they would
+exceed it; one part always goes), half for the buffers of the open uploads, so a part is sent
+at ``limit / 2 / open uploads`` bytes (never below S3's 5 MiB minimum, never above
+``part_size``, and growing with the object so that 10,000 parts are never reached).
+:meth:`S3Storage.memory_bytes` counts the parts in flight for the budget.
+
 Server-side encryption (``ServerSideEncryption``/``SSEKMSKeyId``) and the canned ACL are sent on
 every ``PutObject``, ``CreateMultipartUpload`` and ``CopyObject``. Copies above
 ``multipart_copy_threshold`` (5 GiB, S3's limit for ``CopyObject``) use ``UploadPartCopy``.
@@ -385,6 +392,54 @@ class S3Storage:
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="s3sink-s3")
         self._slots = threading.BoundedSemaphore(self.max_parts_in_flight)
         self._closed = False
+        #: Bytes of parts queued or uploading, their cap (None: only the part count bounds
+        #: them), and the uploads not yet completed or aborted (their buffers share the rest).
+        self._inflight_cond = threading.Condition()
+        self._inflight = 0
+        self._memory_limit: int | None = None
+        self._open_uploads = 0
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def set_memory_limit(self, limit: int | None) -> None:
+        """Bytes the part buffers of all uploads may hold (in flight and being filled); None:
+        ``part_size`` per open upload plus ``max_parts_in_flight`` parts."""
+        with self._inflight_cond:
+            self._memory_limit = None if limit is None else max(0, int(limit))
+            self._inflight_cond.notify_all()
+
+    def memory_bytes(self) -> int:
+        """Bytes of parts handed to the pool and not yet uploaded (open uploads' buffers are
+        counted by :meth:`S3Upload.buffered_bytes`)."""
+        return self._inflight
+
+    def current_part_size(self, written: int = 0) -> int:
+        """Bytes at which an upload that has ``written`` bytes so far sends its next part."""
+        limit = self._memory_limit
+        if limit is None:
+            return self.part_size
+        share = limit // 2 // max(1, self._open_uploads)
+        # parts grow with the object: n parts of at least written/1000 never reach MAX_PARTS
+        return max(MIN_PART_SIZE, min(self.part_size, max(share, written // 1000)))
+
+    def _reserve(self, size: int) -> None:
+        with self._inflight_cond:
+            while True:
+                limit = self._memory_limit
+                cap = None if limit is None else limit // 2
+                if cap is None or self._inflight == 0 or self._inflight + size <= cap:
+                    break
+                self._inflight_cond.wait()
+            self._inflight += size
+
+    def _release(self, size: int) -> None:
+        with self._inflight_cond:
+            self._inflight -= size
+            self._inflight_cond.notify_all()
+
+    def _upload_opened(self, delta: int) -> None:
+        with self._inflight_cond:
+            self._open_uploads += delta
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -773,6 +828,12 @@ class S3Upload:
         self._futures: list[Future[CompletedPartTypeDef]] = []
         self._error: BaseException | None = None
         self._state: Literal["open", "completed", "aborted", "failed"] = "open"
+        storage._upload_opened(1)
+
+    def _set_state(self, state: Literal["completed", "aborted", "failed"]) -> None:
+        if self._state == "open":
+            self._storage._upload_opened(-1)
+        self._state = state
 
     def buffered_bytes(self) -> int:
         """Bytes held in memory and not yet sent as a part (for the memory budget)."""
@@ -784,11 +845,13 @@ class S3Upload:
         self._raise_part_error()
         view = memoryview(data).cast("B")
         self._size += view.nbytes
-        part_size = self._storage.part_size
+        storage = self._storage
         while view:
+            part_size = storage.current_part_size(self._size)
             room = part_size - len(self._buf)
-            self._buf += view[:room]
-            view = view[room:]
+            if room > 0:
+                self._buf += view[:room]
+                view = view[room:]
             if len(self._buf) >= part_size:
                 chunk = bytes(self._buf)
                 self._buf = bytearray()
@@ -801,7 +864,7 @@ class S3Upload:
                     self._error = future.exception()
                     break
         if self._error is not None:
-            self._state = "failed"
+            self._set_state("failed")
             raise self._error
 
     def _submit(self, chunk: bytes) -> None:
@@ -810,19 +873,27 @@ class S3Upload:
             self.upload_id = storage._create_multipart(self.full_key)
         number = self._next_part
         if number > MAX_PARTS:
-            self._state = "failed"
+            self._set_state("failed")
             raise PermanentStorageError(
                 f"upload of s3://{storage.bucket}/{self.full_key}: more than {MAX_PARTS} parts "
                 f"of {storage.part_size} bytes; raise s3.part.size or lower file.max.bytes"
             )
         self._next_part += 1
-        storage._slots.acquire()  # back-pressure: blocks while max_parts_in_flight are busy
+        size = len(chunk)
+        storage._reserve(size)  # back-pressure: blocks while the parts in flight fill the limit
+        storage._slots.acquire()  # and while max_parts_in_flight are busy
         try:
             future = storage._pool.submit(self._send_part, self.upload_id, number, chunk)
         except BaseException:
             storage._slots.release()
+            storage._release(size)
             raise
-        future.add_done_callback(lambda _f: storage._slots.release())
+
+        def done(_f: Future[CompletedPartTypeDef]) -> None:
+            storage._slots.release()
+            storage._release(size)
+
+        future.add_done_callback(done)
         self._futures.append(future)
 
     def _send_part(self, upload_id: str, number: int, chunk: bytes) -> CompletedPartTypeDef:
@@ -839,9 +910,9 @@ class S3Upload:
             try:
                 info = storage.put(self.key, body)
             except BaseException:
-                self._state = "failed"
+                self._set_state("failed")
                 raise
-            self._state = "completed"
+            self._set_state("completed")
             return info
         try:
             if self._buf:
@@ -856,16 +927,16 @@ class S3Upload:
                 self.full_key, self.upload_id, parts, expected_etag=expected
             )
         except BaseException:
-            self._state = "failed"
+            self._set_state("failed")
             raise
-        self._state = "completed"
+        self._set_state("completed")
         self._futures = []
         return ObjectInfo(self.key, self._size, etag)
 
     def abort(self) -> None:
         if self._state in ("completed", "aborted"):
             return
-        self._state = "aborted"
+        self._set_state("aborted")
         self._buf = bytearray()
         for future in self._futures:
             future.cancel()
