@@ -13,6 +13,7 @@ import math
 import random
 from array import array
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fastavro
@@ -78,7 +79,7 @@ def gen_schema(data: st.DataObject, names: Names, depth: int = 0) -> Any:
                 "precision": precision,
                 "scale": scale,
             }
-        size = 16 if precision > 18 else data.draw(st.integers(8, 16))
+        size = data.draw(st.integers(16, 20)) if precision > 18 else data.draw(st.integers(8, 20))
         return {
             "type": "fixed",
             "name": names("Dec"),
@@ -382,6 +383,25 @@ def test_rich_schema_decodes_like_fastavro() -> None:
     assert native.validate(buf, offsets) == bytes(200)
     arr = native.decode(buf, offsets)
     assert arr is not None and same(arr, fastavro_array(parsed, bodies))
+
+
+def test_threads_share_a_program() -> None:
+    """The walk runs without the GIL: one compiled schema decodes in several threads at once."""
+    parsed = fastavro.parse_schema(RICH)
+    native = compile_schema(parsed)
+    assert native is not None
+    values = [HEADER + b for b in encode(parsed, [rich_record(k) for k in range(2000)])]
+    expected = native.decode_values(values, 5)
+    assert expected is not None
+
+    def run(_: int) -> bool:
+        got = native.decode_values(values, 5)
+        return (
+            got is not None and same(got, expected) and not any(native.validate_values(values, 5))
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(run, range(16)))
 
 
 @pytest.mark.parametrize(
