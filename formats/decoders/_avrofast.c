@@ -53,6 +53,7 @@ enum {
     ST_UNSUPPORTED = 20,
 };
 
+#define AVROFAST_API 2
 #define MAX_DEPTH 64
 /* items in one array/map whose items take no bytes (e.g. nulls) */
 #define MAX_EMPTY_ITEMS (1 << 20)
@@ -983,5 +984,8 @@ PyMODINIT_FUNC PyInit__avrofast(void) {
     PyErr_SetString(PyExc_ImportError, "_avrofast needs a little-endian 64-bit compiler");
     return NULL;
 #endif
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* the interface version avrofast.py checks (a stale in-place build is not used) */
+    if (m && PyModule_AddIntConstant(m, "API", AVROFAST_API) < 0) Py_CLEAR(m);
+    return m;
 }

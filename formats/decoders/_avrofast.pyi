@@ -3,6 +3,8 @@ from typing import Any
 
 from _typeshed import ReadableBuffer
 
+API: int
+
 def compile(node: tuple[Any, ...], /) -> Any: ...
 def validate(
     program: Any, buffer: ReadableBuffer, offsets: ReadableBuffer, header: int, /

@@ -38,12 +38,19 @@ from formats.decoders.avro_arrow import avro_to_arrow
 
 log = logging.getLogger(__name__)
 
+#: The interface of the extension this module calls (``_avrofast.API``).
+API = 2
+
 _native: types.ModuleType | None
 try:
     from formats.decoders import _avrofast as _native
 except ImportError as _exc:  # pragma: no cover - depends on the build
     _native = None
     log.debug("native Avro decoder not available (%s): fastavro reads every record", _exc)
+else:
+    if getattr(_native, "API", None) != API:  # pragma: no cover - a stale in-place build
+        log.debug("native Avro decoder is a stale build (pip install -e . rebuilds it)")
+        _native = None
 
 AVAILABLE = _native is not None
 
