@@ -168,6 +168,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_tasks(args, cfg)
     sink = Sink(cfg)
     _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
+    if args.task_index is not None:
+        from s3sink.tasks import await_start
+
+        await_start()
     from s3sink.http import start_http
 
     server = start_http(cfg.http_listen, sink)
@@ -198,6 +202,10 @@ def cmd_catchup(args: argparse.Namespace) -> int:
         return catchup_tasks(args, cfg, show)
     sink = Sink(cfg)
     _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
+    if args.task_index is not None:
+        from s3sink.tasks import await_start
+
+        await_start()
     summary = sink.run(catchup=True, progress=show)
     if show is not None:
         sys.stderr.write("\n")

@@ -6,6 +6,10 @@ starts N ``python -m s3sink <command>`` children (``tasks.max=1``, ``http.listen
 
 * exactly-once is per partition, by the commit protocol (takeover with fence markers), whoever
   owns the partition: workers rebalancing among themselves are ordinary group members;
+* the workers subscribe together: each builds its sink, prints :data:`READY_LINE` and waits
+  for the parent to close its stdin, which it does once all are ready, so that they usually
+  join the group's first generation (one balanced assignment instead of a cooperative
+  hand-over in two rebalances);
 * SIGTERM/SIGINT are forwarded to every worker (graceful: each commits what it buffered within
   ``shutdown.timeout.ms``); a second signal is forwarded too (abandon). The workers run in their
   own process group, so a terminal's Ctrl-C reaches them once, through the parent;
@@ -56,6 +60,10 @@ POLL_S = 0.1
 ABANDON_KILL_S = 6.0
 #: consumer heartbeat.interval.ms of the tasks unless set (librdkafka's default is 3 s).
 HEARTBEAT_MS = 500
+#: A worker prints this once it is ready to consume; the parent starts them all together (so
+#: that they join the group's first generation) once all are ready, or after this long.
+READY_LINE = "s3sink-task: ready"
+START_BARRIER_S = 30.0
 #: Read commit log ends with this many threads.
 READ_WORKERS = 16
 
@@ -83,6 +91,27 @@ def tag_logs(task: int) -> None:
             handler.formatter, JsonFormatter
         ):
             handler.setFormatter(_TaskTextFormatter())
+
+
+def await_start() -> None:
+    """In a worker, once the sink is built: tell the parent, and wait until it says start (it
+    closes our stdin) so that the tasks subscribe together. Returns at once when stdin is not
+    the parent's pipe."""
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(0).st_mode):
+            return
+    except OSError:
+        return
+    sys.stdout.write(READY_LINE + "\n")
+    sys.stdout.flush()
+    while True:
+        try:
+            if not os.read(0, 4096):
+                return
+        except OSError:
+            return
 
 
 class _TaskTextFormatter(logging.Formatter):
@@ -150,6 +179,16 @@ class Worker:
     readers: list[threading.Thread] = field(default_factory=list)
     #: Its exit has been looked at by :meth:`Supervisor.watch`.
     reported: bool = False
+    #: The write end of its stdin: closing it starts the worker (see :func:`await_start`).
+    start_fd: int | None = None
+    ready: bool = False
+
+    def release(self) -> None:
+        """Let the worker start consuming (safe in a signal handler: one ``close``)."""
+        fd, self.start_fd = self.start_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     @property
     def alive(self) -> bool:
@@ -232,6 +271,7 @@ class Supervisor:
         self.signals = 0
         #: The first worker that failed (its exit code is the job's).
         self.failed: Worker | None = None
+        self.started_at = 0.0
         self._out_lock = threading.Lock()
 
     # -- starting ----------------------------------------------------------------------------
@@ -272,10 +312,12 @@ class Supervisor:
         from s3sink.local.process import _die_with_parent
 
         self.workers = []
+        self.started_at = time.monotonic()
         for i in range(count):
+            start_r, start_w = os.pipe()
             popen = subprocess.Popen(
                 self.argv(i),
-                stdin=subprocess.DEVNULL,
+                stdin=start_r,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 close_fds=True,
@@ -283,7 +325,8 @@ class Supervisor:
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),  # noqa: PLW1509 (SIGTERM when the parent dies)
             )
-            w = Worker(i, popen)
+            os.close(start_r)
+            w = Worker(i, popen, start_fd=start_w)
             assert popen.stdout is not None and popen.stderr is not None
             w.readers = [
                 threading.Thread(
@@ -327,6 +370,9 @@ class Supervisor:
     def _pump_out(self, w: Worker, pipe: IO[bytes]) -> None:
         for raw in iter(pipe.readline, b""):
             line = raw.decode("utf-8", "replace")
+            if line.strip() == READY_LINE:
+                w.ready = True
+                continue
             if self.totals.add(line):
                 log.info("task %d: %s", w.index, line.strip())
                 continue
@@ -334,9 +380,14 @@ class Supervisor:
         pipe.close()
 
     # -- stopping ----------------------------------------------------------------------------
+    def release_all(self) -> None:
+        for w in self.workers:
+            w.release()
+
     def stop_all(self, sig: int = signal.SIGTERM) -> None:
         self.stopping = True
         for w in self.workers:
+            w.release()
             w.signal(sig)
 
     def install_signals(self) -> None:
@@ -351,6 +402,7 @@ class Supervisor:
                     self.abandoning_since = time.monotonic()
             self.stopping = True
             for w in self.workers:
+                w.release()
                 w.signal(signum, again=self.signals > 1)
 
         if threading.current_thread() is threading.main_thread():
@@ -393,6 +445,12 @@ class Supervisor:
             ):
                 for w in self.workers:
                     w.signal(signal.SIGKILL, again=True)
+            if any(w.start_fd is not None for w in self.workers):
+                waited = time.monotonic() - self.started_at
+                if all(w.ready for w in self.workers) or waited > START_BARRIER_S:
+                    if waited > START_BARRIER_S:
+                        log.warning("tasks not ready after %.0f s; starting those that are", waited)
+                    self.release_all()
             if tick is not None:
                 tick()
             time.sleep(POLL_S)
