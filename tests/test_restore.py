@@ -832,4 +832,6 @@ def test_restore_as_wire_format_avro_end_to_end(
             ]
             for p, rs in got_raw.items()
         }
-    assert got == {p: [(k, json.loads(v), h, ts) for k, v, h, ts in rs] for p, rs in want.items()}
+    assert got == {
+        p: [(k, json.loads(v or b"null"), h, ts) for k, v, h, ts in rs] for p, rs in want.items()
+    }
