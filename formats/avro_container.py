@@ -16,7 +16,10 @@ import hashlib
 import json
 import lzma
 import struct
+import threading
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -71,8 +74,26 @@ def compress(codec: str, data: bytes, level: int = -1) -> bytes:
     raise ValueError(f"unknown avro codec {codec!r}")
 
 
+#: Blocks of one file compressed ahead of the stream: beyond this, the writer waits for the
+#: oldest (bounds the memory a file holds in compression to this many blocks).
+MAX_PENDING_BLOCKS = 4
+_pool_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+
+
+def compression_pool() -> ThreadPoolExecutor:
+    """Threads shared by every container file: the codecs release the GIL, so blocks are
+    compressed on another core while the consumer thread goes on."""
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(2, thread_name_prefix="s3sink-avro-compress"))
+        return _pool[0]
+
+
 class ContainerWriter:
-    """Writes the header once, then blocks of (count, bodies) to ``out``."""
+    """Writes the header once, then blocks of (count, bodies) to ``out``. Blocks of a
+    compressing codec are compressed in :func:`compression_pool` and written in order, by the
+    thread that writes records, as they are done; :meth:`flush` waits for all of them."""
 
     def __init__(
         self, out: OutputStream, schema: Any, codec: str, level: int, seed: bytes, block_bytes: int
@@ -96,6 +117,9 @@ class ContainerWriter:
         self._buf = bytearray()
         self._count = 0
         self.records = 0
+        #: (count, uncompressed size, compressed block) in file order
+        self._pending: deque[tuple[int, int, Future[bytes]]] = deque()
+        self._pending_bytes = 0
 
     def _emit(self, data: bytes) -> None:
         self._out.write(data)
@@ -106,7 +130,9 @@ class ContainerWriter:
         self._count += 1
         self.records += 1
         if len(self._buf) >= self._block_bytes:
-            self.flush()
+            self._seal()
+        elif self._pending:
+            self._drain(wait=False)
 
     def extend(self, bodies: list[bytes]) -> None:
         self.extend_joined(len(bodies), b"".join(bodies))
@@ -117,15 +143,44 @@ class ContainerWriter:
         self._count += count
         self.records += count
         if len(self._buf) >= self._block_bytes:
-            self.flush()
+            self._seal()
+        elif self._pending:
+            self._drain(wait=False)
 
     def buffered(self) -> int:
-        return len(self._buf)
+        """Bytes held: the open block and the blocks still being compressed (uncompressed)."""
+        return len(self._buf) + self._pending_bytes
 
-    def flush(self) -> None:
+    def _seal(self) -> None:
+        """Close the open block: compressed in the pool (written once done), or at once."""
         if not self._count:
             return
-        data = compress(self._codec, bytes(self._buf), self._level)
-        self._emit(zigzag_long(self._count) + zigzag_long(len(data)) + data + self.sync)
+        raw = bytes(self._buf)
+        count = self._count
         self._buf = bytearray()
         self._count = 0
+        if self._codec == "null":
+            self._drain(wait=True)
+            self._block(count, raw)
+            return
+        fut = compression_pool().submit(compress, self._codec, raw, self._level)
+        self._pending.append((count, len(raw), fut))
+        self._pending_bytes += len(raw)
+        self._drain(wait=len(self._pending) > MAX_PENDING_BLOCKS)
+
+    def _block(self, count: int, data: bytes) -> None:
+        self._emit(zigzag_long(count) + zigzag_long(len(data)) + data + self.sync)
+
+    def _drain(self, *, wait: bool) -> None:
+        """Write the finished blocks at the head (``wait``: also wait for the oldest)."""
+        while self._pending and (wait or self._pending[0][2].done()):
+            count, size, fut = self._pending.popleft()
+            self._pending_bytes -= size
+            self._block(count, fut.result())
+            wait = False
+
+    def flush(self) -> None:
+        """Every record appended so far written to ``out``."""
+        self._seal()
+        while self._pending:
+            self._drain(wait=True)

@@ -244,3 +244,47 @@ def test_raw_bytes_converter() -> None:
     reader: Any = fastavro.reader(io.BytesIO(out.getvalue()))
     assert reader.writer_schema == "bytes"
     assert list(reader) == [b"\x00\x01", b""]
+
+
+@pytest.mark.parametrize("codec", ["zstd", "deflate", "snappy", "null"])
+def test_blocks_compressed_in_the_background_keep_their_order(codec: str) -> None:
+    """Many blocks, compressed in the shared pool and written as they finish: the file has
+    every record in order, the same bytes as blocks compressed one by one, and ``buffered``
+    counts the blocks still in compression."""
+    from formats.avro_container import ContainerWriter, compress
+
+    bodies = [avro_body(i) for i in range(20_000)]
+    out = io.BytesIO()
+    w = ContainerWriter(out, "string", codec, -1, b"seed", 4096)
+    held = 0
+    for chunk in range(0, len(bodies), 500):
+        w.extend(bodies[chunk : chunk + 500])
+        held = max(held, w.buffered())
+    w.flush()
+    assert w.buffered() == 0
+    assert w.written == len(out.getvalue())
+    assert held < 4096 + 500 * 16 + 5 * 4096 * 2
+    got = list(fastavro.reader(io.BytesIO(out.getvalue())))
+    assert got == [f"record-{i}-" + "x" * (i % 9) for i in range(20_000)]
+    # the same file as compressing each block in turn
+    reference = io.BytesIO()
+    header = out.getvalue()[: out.getvalue().index(w.sync) + 16]
+    reference.write(header)
+    block = bytearray()
+    count = 0
+    for chunk in range(0, len(bodies), 500):
+        block += b"".join(bodies[chunk : chunk + 500])
+        count += len(bodies[chunk : chunk + 500])
+        if len(block) >= 4096:
+            data = compress(codec, bytes(block))
+            reference.write(zigzag_long(count) + zigzag_long(len(data)) + data + w.sync)
+            block, count = bytearray(), 0
+    if count:
+        data = compress(codec, bytes(block))
+        reference.write(zigzag_long(count) + zigzag_long(len(data)) + data + w.sync)
+    assert reference.getvalue() == out.getvalue()
+
+
+def avro_body(i: int) -> bytes:
+    text = (f"record-{i}-" + "x" * (i % 9)).encode()
+    return zigzag_long(len(text)) + text
