@@ -5,6 +5,7 @@ filled) sharing a limit set from the budget."""
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 import uuid
@@ -12,7 +13,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from s3sink.memory import PREFETCH_COST, ResidentGauge, prefetch_bytes, resident_bytes
+from s3sink.memory import (
+    PREFETCH_COST,
+    ResidentGauge,
+    configure_malloc,
+    prefetch_bytes,
+    resident_bytes,
+)
 from s3sink.storage.retry import RetryPolicy
 from s3sink.storage.s3 import MIN_PART_SIZE, S3Credentials, S3Storage
 
@@ -33,6 +40,16 @@ def test_resident_bytes_reads_the_process() -> None:
     block = bytearray(64 * MiB)  # touched: zero-filled by the allocation
     assert resident_bytes() >= before + 48 * MiB
     del block
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_large_blocks_are_given_back_when_freed() -> None:
+    assert configure_malloc()
+    before = resident_bytes()
+    blocks = [b"\x01" * (8 * MiB) for _ in range(8)]  # above the threshold: own mappings
+    assert resident_bytes() >= before + 48 * MiB
+    del blocks
+    assert resident_bytes() < before + 16 * MiB
 
 
 def test_prefetch_is_charged_at_its_real_cost() -> None:
