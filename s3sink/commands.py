@@ -52,6 +52,8 @@ def add_parsers(sub: Any) -> None:
         )
         # set by the parent on each worker it starts: the worker's number, 0..N-1
         p.add_argument("--task-index", type=int, default=None, help=argparse.SUPPRESS)
+        # catch-up tasks: the partitions this worker archives ("topic:partition,...")
+        p.add_argument("--assign", type=parse_assignment, default=None, help=argparse.SUPPRESS)
         return p
 
     p = with_tasks(with_config(sub.add_parser("run", help="archive until SIGTERM/SIGINT")))
@@ -186,6 +188,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_assignment(text: str) -> list[tuple[str, int]]:
+    """``topic:partition,...`` (topic names hold neither ``:`` nor ``,``)."""
+    out = []
+    for item in text.split(","):
+        topic, sep, partition = item.rpartition(":")
+        if not sep or not topic or not partition.isdigit():
+            raise argparse.ArgumentTypeError(f"expected topic:partition, got {item!r}")
+        out.append((topic, int(partition)))
+    return out
+
+
 def cmd_catchup(args: argparse.Namespace) -> int:
     from s3sink.sink import Sink, progress_printer
 
@@ -206,7 +219,7 @@ def cmd_catchup(args: argparse.Namespace) -> int:
         from s3sink.tasks import await_start
 
         await_start()
-    summary = sink.run(catchup=True, progress=show)
+    summary = sink.run(catchup=True, progress=show, assignment=args.assign)
     if show is not None:
         sys.stderr.write("\n")
     print(summary.text())

@@ -256,8 +256,16 @@ class Sink:
             self.ready.clear()
 
     def run(
-        self, *, catchup: bool = False, progress: Callable[[int, int], None] | None = None
+        self,
+        *,
+        catchup: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        assignment: Sequence[tuple[str, int]] | None = None,
     ) -> Summary:
+        """Consume until stopped (``catchup``: until the end offsets seen on assignment).
+        ``assignment``: exactly these partitions, assigned by hand instead of subscribing
+        (the tasks of a catch-up split the partitions this way: no rebalance; the takeover
+        still fences any other owner)."""
         started = self.clock.monotonic()
         self._conf = consumer_config(self.config, catchup=catchup)
         consumer = Consumer(
@@ -268,11 +276,14 @@ class Sink:
         topics = list(self.config.topics) or [f"^{self.config.topics_regex}"]
         if catchup:
             self._catchup = {}
-        consumer.subscribe(
-            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
         summary = Summary()
+        if assignment is None:
+            consumer.subscribe(
+                topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
         try:
+            if assignment is not None:
+                self._on_assign(consumer, [TopicPartition(t, p) for t, p in assignment])
             self._loop(consumer, summary, catchup, progress)
             if not self._abandon.is_set():
                 self._finish(RotationReason.CATCHUP_END if catchup else RotationReason.SHUTDOWN)

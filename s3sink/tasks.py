@@ -16,9 +16,12 @@ starts N ``python -m s3sink <command>`` children (``tasks.max=1``, ``http.listen
 * a worker that exits while the job is not stopping stops the others gracefully, and the parent
   exits non-zero naming the task and why (crash-only: the orchestrator restarts the job);
 * ``catchup`` ends when every partition's commit log reaches the end offset captured by the
-  parent at start. The parent polls the log ends (progress, and stopping workers that have
-  nothing left to do); after the workers exit it checks the ends and runs another round for the
-  partitions a rebalance left short (at most :data:`MAX_ROUNDS`).
+  parent at start. The parent deals the partitions out (the most records left first, to the
+  least loaded task) and each task assigns its share by hand instead of joining the group: no
+  rebalance while tasks start and finish (the takeover still fences any other owner). The
+  parent polls the log ends (progress, and stopping workers that have nothing left to do);
+  after the workers exit it checks the ends and runs another round for any partition left
+  short (at most :data:`MAX_ROUNDS`).
 
 The parent serves ``http.listen``: ``/healthz`` and ``/readyz`` from the workers' liveness,
 ``/metrics`` with the parent's own task gauges (the workers' metrics are not aggregated).
@@ -275,7 +278,7 @@ class Supervisor:
         self._out_lock = threading.Lock()
 
     # -- starting ----------------------------------------------------------------------------
-    def argv(self, index: int) -> list[str]:
+    def argv(self, index: int, assign: Sequence[tuple[str, int]] = ()) -> list[str]:
         cfg = self.cfg
         n = cfg.tasks_max
         overrides: dict[str, str] = {
@@ -304,11 +307,17 @@ class Supervisor:
         for k, v in overrides.items():
             argv += ["--set", f"{k}={v}"]
         argv += ["--task-index", str(index)]
+        if assign:
+            argv += ["--assign", ",".join(f"{t}:{p}" for t, p in assign)]
         if self.command == "catchup":
             argv.append("--no-progress")
         return argv
 
-    def start(self, count: int) -> None:
+    def start(
+        self, count: int, assignments: Sequence[Sequence[tuple[str, int]]] | None = None
+    ) -> None:
+        """Start ``count`` workers (``assignments``: worker i archives exactly those
+        partitions, assigned by hand, instead of joining the group)."""
         from s3sink.local.process import _die_with_parent
 
         self.workers = []
@@ -316,7 +325,7 @@ class Supervisor:
         for i in range(count):
             start_r, start_w = os.pipe()
             popen = subprocess.Popen(
-                self.argv(i),
+                self.argv(i, assignments[i] if assignments else ()),
                 stdin=start_r,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -624,6 +633,20 @@ def log_ends(
         return dict(zip(keys, pool.map(one, keys), strict=True))
 
 
+def split_work(
+    short: Mapping[tuple[str, int], int], targets: Mapping[tuple[str, int], int], count: int
+) -> list[list[tuple[str, int]]]:
+    """The short partitions dealt to ``count`` workers, the largest remaining first to the
+    least loaded (records left as the load), each worker's list in partition order."""
+    loads = [0] * count
+    out: list[list[tuple[str, int]]] = [[] for _ in range(count)]
+    for key in sorted(short, key=lambda k: (short[k] - targets[k], k)):
+        i = loads.index(min(loads))
+        out[i].append(key)
+        loads[i] += targets[key] - short[key]
+    return [sorted(keys) for keys in out if keys]
+
+
 def short_of(
     targets: Mapping[tuple[str, int], int], ends: Mapping[tuple[str, int], int | None]
 ) -> dict[tuple[str, int], int]:
@@ -719,7 +742,10 @@ def catchup_tasks(
                 count,
             )
         first, round_started = len(sup.totals.spans), time.monotonic()
-        sup.start(count)
+        # each task gets its share of the partitions by hand: no group rebalance while tasks
+        # start and finish (the takeover fences any other owner, as always)
+        work = split_work(short, targets, count)
+        sup.start(len(work), work)
         tick = _Poller(sup, storage, targets, progress, hints)
         sup.watch(tick)
         seconds += sup.totals.seconds_since(first, time.monotonic() - round_started)

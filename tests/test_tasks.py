@@ -6,6 +6,7 @@ S3 endpoint; the archive is checked for exactly-once with :func:`check_archive`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -279,3 +280,18 @@ def test_a_workers_log_lines_carry_its_task(
         root.handlers[:], root.level = saved[0], saved[1]
         sys.excepthook, threading.excepthook = saved[2], saved[3]
     assert expected in capsys.readouterr().err
+
+
+def test_catchup_work_is_dealt_by_records_left() -> None:
+    from s3sink.commands import parse_assignment
+    from s3sink.tasks import split_work
+
+    targets = {("a", 0): 100, ("a", 1): 100, ("a", 2): 100, ("b", 0): 300, ("b", 1): 10}
+    short = {("a", 0): 0, ("a", 1): 50, ("a", 2): 0, ("b", 0): 0, ("b", 1): 0}
+    work = split_work(short, targets, 2)
+    assert work == [[("b", 0)], [("a", 0), ("a", 1), ("a", 2), ("b", 1)]]
+    assert sorted(k for w in work for k in w) == sorted(short)
+    assert split_work({("a", 0): 0}, targets, 4) == [[("a", 0)]]
+    assert parse_assignment("a.b-c:0,x_y:12") == [("a.b-c", 0), ("x_y", 12)]
+    with pytest.raises(argparse.ArgumentTypeError, match="topic:partition"):
+        parse_assignment("a:0,b")
