@@ -115,9 +115,16 @@ class ResidentGauge:
     (allocators give freed memory back late; rolling on a transient dip would not help).
     """
 
-    def __init__(self, baseline: int | None = None, read: Callable[[], int] = resident_bytes):
+    def __init__(
+        self,
+        baseline: int | None = None,
+        read: Callable[[], int] = resident_bytes,
+        *,
+        fixed: int = 0,
+    ):
         self._read = read
-        self.baseline = _state["baseline"] if baseline is None else baseline
+        #: ``fixed``: what was set up after the baseline and stays (the S3 client), measured
+        self.baseline = (_state["baseline"] if baseline is None else baseline) + fixed
         self.overhead = 0
 
     def files_limit(self, budget: int, prefetch: int, counted: int) -> int:

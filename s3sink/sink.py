@@ -447,7 +447,8 @@ class Sink:
         # what the rest of the process holds beyond the prefetch estimate, measured
         gauge: ResidentGauge | None = self.__dict__.get("_memory_gauge")
         if gauge is None:
-            gauge = self._memory_gauge = ResidentGauge()
+            fixed = int(getattr(self.storage, "client_resident_bytes", 0))
+            gauge = self._memory_gauge = ResidentGauge(fixed=fixed)
         counted = open_bytes + pending + parts
         budget = min(
             files_budget(total, self._conf),

@@ -79,6 +79,7 @@ from s3sink.errors import (
     StorageError,
     TransientStorageError,
 )
+from s3sink.memory import resident_bytes
 from s3sink.storage.base import ObjectInfo, PendingUpload
 from s3sink.storage.keys import check_key, same_etag
 from s3sink.storage.retry import RetryPolicy, RetryStats, call_with_retry
@@ -368,7 +369,11 @@ class S3Storage:
             self._write_args["SSEKMSKeyId"] = kms_key_id
         if acl:
             self._write_args["ACL"] = acl
+        #: Resident memory the boto3 client took when created here (its service model and
+        #: session): a fixed cost, not buffered data (see ``s3sink.memory.ResidentGauge``).
+        self.client_resident_bytes = 0
         if client is None:
+            before = resident_bytes()
             config = Config(
                 region_name=region,
                 signature_version="s3v4",
@@ -388,6 +393,7 @@ class S3Storage:
                 region_name=region,
             )
             client = session.client("s3", endpoint_url=endpoint_url, config=config)
+            self.client_resident_bytes = max(0, resident_bytes() - before) if before else 0
         self.client: S3Client = client
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="s3sink-s3")
         self._slots = threading.BoundedSemaphore(self.max_parts_in_flight)
