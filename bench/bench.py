@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -357,16 +358,50 @@ class ProcResult:
     timed_out: bool = False
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def _hwm_kib(pid: int) -> int:
+    """The process's own peak resident set (``VmHWM``), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def sample_peaks(root: int, peaks: dict[int, int]) -> None:
+    """Each process of the tree under ``root``: the highest ``VmHWM`` seen so far."""
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        peaks[pid] = max(peaks.get(pid, 0), _hwm_kib(pid))
+        todo += _children(pid)
+
+
 def run_measured(
     argv: Sequence[str], *, timeout: float, env: dict[str, str], stderr_path: Path
 ) -> ProcResult:
-    """Run ``argv``; its CPU time and peak RSS come from ``os.wait4`` (Linux ru_maxrss: KiB)."""
+    """Run ``argv``; its CPU time comes from ``os.wait4`` (the process and the children it
+    reaped), its peak RSS from sampling ``VmHWM`` of the process and its children every 50 ms
+    (summed over the processes: with ``tasks.max`` > 1 the workers count too). Not
+    ``ru_maxrss``: Linux carries the forking parent's resident set through fork + exec, so a
+    big parent would inflate it."""
+    peaks: dict[int, int] = {}
     with tempfile.TemporaryFile() as out, stderr_path.open("wb") as err:
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=ROOT)
         deadline = started + timeout
         timed_out = False
         while True:
+            sample_peaks(proc.pid, peaks)
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -386,7 +421,7 @@ def run_measured(
         cpu_s=usage.ru_utime + usage.ru_stime,
         user_s=usage.ru_utime,
         sys_s=usage.ru_stime,
-        maxrss_bytes=usage.ru_maxrss * 1024,
+        maxrss_bytes=sum(peaks.values()) * 1024 or usage.ru_maxrss * 1024,
         stdout=stdout,
         stderr_path=stderr_path,
         timed_out=timed_out,
@@ -1063,7 +1098,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--ceiling-runs", type=int, default=None, help="ceiling repeats per topic")
     p.add_argument("--batch", type=int, default=10000, help="consume batch size (10000)")
     p.add_argument(
-        "--tasks", type=int, default=1, help="tasks.max of the sink in the main cases (1)"
+        "--tasks",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[1],
+        help="tasks.max of the sink in the main cases; several (e.g. 1,2) run each (1)",
     )
     p.add_argument("--state-dir", default=None, help="broker/MinIO state (reused across runs)")
     p.add_argument("--results", default=str(ROOT / "bench" / "results"), help="JSON output dir")
@@ -1131,25 +1169,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             "avro-parquet": ("Avro -> Parquet zstd", avro_topic, "parquet"),
             "avro-avro": ("Avro -> Avro zstd", avro_topic, "avro"),
         }
-        for backend in backends:
-            for name in cases_wanted:
-                label, topic, fmt = labels[name]
-                tasks = {"tasks.max": str(args.tasks)} if args.tasks != 1 else {}
-                case = Case(name, label, topic, fmt, backend, tasks)
-                profile = None
-                if args.profile:
-                    Path(args.profile).mkdir(parents=True, exist_ok=True)
-                    profile = str(Path(args.profile) / f"{name}-{backend}.speedscope.json")
-                row, _ = run_sink(
-                    env,
-                    case,
-                    out_dir,
-                    logs_dir,
-                    timeout=timeout,
-                    ceiling=ceilings[topic.encoding].records_per_s,
-                    profile=profile,
+        for backend, task_count, name in itertools.product(backends, args.tasks, cases_wanted):
+            label, topic, fmt = labels[name]
+            tasks = {"tasks.max": str(task_count)} if task_count != 1 else {}
+            if task_count != 1:
+                label = f"{label} x{task_count}"
+            case = Case(name, label, topic, fmt, backend, tasks)
+            profile = None
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                profile = str(
+                    Path(args.profile) / f"{name}-{backend}-t{task_count}.speedscope.json"
                 )
-                rows.append(row)
+            row, _ = run_sink(
+                env,
+                case,
+                out_dir,
+                logs_dir,
+                timeout=timeout,
+                ceiling=ceilings[topic.encoding].records_per_s,
+                profile=profile,
+            )
+            rows.append(row)
         if "naive" not in skip:
             out_file = out_dir / f"naive-{uuid.uuid4().hex[:6]}.parquet"
             try:
@@ -1194,25 +1235,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         if "memory" not in skip:
-            case = Case(
-                "memory",
-                f"memory {mem_parts}p JSON->Parquet",
-                mem_topic,
-                "parquet",
-                "local",
-                {"buffer.memory.bytes": str(MEMORY_BUDGET)},
-            )
-            row, _ = run_sink(env, case, out_dir, logs_dir, timeout=timeout, ceiling=None)
-            limit = (MEMORY_BUDGET + RSS_ALLOWANCE) / MiB
-            extra["memory"] = {
-                "partitions": mem_parts,
-                "budget_mib": MEMORY_BUDGET / MiB,
-                "peak_rss_mib": row.peak_rss_mib,
-                "limit_mib": limit,
-                "ok": row.ok and row.peak_rss_mib <= limit,
-                "rolls": row.reasons,
-            }
-            rows.append(row)
+            for backend in backends:
+                case = Case(
+                    "memory",
+                    f"memory {mem_parts}p JSON->Parquet",
+                    mem_topic,
+                    "parquet",
+                    backend,
+                    {"buffer.memory.bytes": str(MEMORY_BUDGET)},
+                )
+                row, _ = run_sink(env, case, out_dir, logs_dir, timeout=timeout, ceiling=None)
+                limit = (MEMORY_BUDGET + RSS_ALLOWANCE) / MiB
+                extra["memory" if backend == "local" else f"memory_{backend}"] = {
+                    "partitions": mem_parts,
+                    "budget_mib": MEMORY_BUDGET / MiB,
+                    "peak_rss_mib": row.peak_rss_mib,
+                    "limit_mib": limit,
+                    "ok": row.ok and row.peak_rss_mib <= limit,
+                    "rolls": row.reasons,
+                }
+                rows.append(row)
         if "filesize" not in skip:
             case = Case(
                 "filesize", f"file size {size_parts}p JSON lines", size_topic, "json", "local"
@@ -1230,9 +1272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, info in extra.items():
         print(f"{name}: {json.dumps(info)}")
     held = {
-        f"{r.case}/{r.backend}": r.ceiling_ratio is not None
-        and r.target_ratio is not None
-        and r.ceiling_ratio >= r.target_ratio
+        f"{r.case}/{r.backend}" + (" x" + r.label.rsplit(" x", 1)[1] if " x" in r.label else ""): (
+            r.ceiling_ratio is not None and r.ceiling_ratio >= r.target_ratio
+        )
         for r in rows
         if r.target_ratio is not None
     }
