@@ -40,7 +40,13 @@ from s3sink.context import SinkContext, build_context
 from s3sink.errors import FatalError, RetriableError, S3SinkError
 from s3sink.failpoints import failpoint
 from s3sink.logs import PartitionName
-from s3sink.memory import configure_arrow_memory, files_budget, prefetch_config
+from s3sink.memory import (
+    ResidentGauge,
+    configure_arrow_memory,
+    files_budget,
+    prefetch_bytes,
+    prefetch_config,
+)
 from s3sink.metrics import CountingLogStorage, Metrics
 from s3sink.records import RecordBatch, split_messages
 from s3sink.rotation import RotationReason
@@ -189,6 +195,8 @@ class Sink:
         self._abandon = threading.Event()
         self._takeover_pool = ThreadPoolExecutor(TAKEOVER_WORKERS, thread_name_prefix="takeover")
         self._consumer: Any = None
+        #: what the process holds beyond the counted buffers (created on first use)
+        self._memory_gauge: ResidentGauge | None = None
         self._conf: dict[str, Any] = {}
         self._admin: Any = None
         self._catchup: dict[tuple[str, int], _CatchupTarget] | None = None
@@ -435,8 +443,6 @@ class Sink:
             metrics.set_total("storage_retries_exhausted_total", stats.exhausted)
 
     def _enforce_memory(self) -> None:
-        from s3sink.memory import ResidentGauge, prefetch_bytes
-
         total = self.config.buffer_memory_bytes
         writers = list(self.state.writers.values())
         open_bytes = sum(w.memory() for w in writers)
@@ -445,7 +451,7 @@ class Sink:
         storage_memory = getattr(self.storage, "memory_bytes", None)
         parts = int(storage_memory()) if storage_memory is not None else 0
         # what the rest of the process holds beyond the prefetch estimate, measured
-        gauge: ResidentGauge | None = self.__dict__.get("_memory_gauge")
+        gauge = self._memory_gauge
         if gauge is None:
             fixed = int(getattr(self.storage, "client_resident_bytes", 0))
             gauge = self._memory_gauge = ResidentGauge(fixed=fixed)
