@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,15 @@ log = logging.getLogger("s3sink.http")
 STUCK_AFTER_S = 120.0
 
 
-def start_http(listen: str, sink: Sink) -> ThreadingHTTPServer | None:
+#: An endpoint's answer: (healthy/ready, body).
+Check = Callable[[], tuple[bool, bytes]]
+
+
+def serve(
+    listen: str, metrics: Callable[[], str], health: Check, ready: Check, what: str = ""
+) -> ThreadingHTTPServer | None:
+    """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz`` (200 or 503 with the
+    check's body) on ``listen`` (``host:port``; ``none``: no listener), in a daemon thread."""
     if listen == "none":
         return None
     host, _, port = listen.rpartition(":")
@@ -30,14 +39,10 @@ def start_http(listen: str, sink: Sink) -> ThreadingHTTPServer | None:
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                body = sink.metrics.render().encode()
-                self._send(200, body, "text/plain; version=0.0.4; charset=utf-8")
-            elif path == "/healthz":
-                stuck = sink.clock.monotonic() - sink.last_loop > STUCK_AFTER_S
-                self._send(503 if stuck else 200, b"stuck\n" if stuck else b"ok\n")
-            elif path == "/readyz":
-                ready = sink.is_ready()
-                self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+                self._send(200, metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path in ("/healthz", "/readyz"):
+                ok, body = (health if path == "/healthz" else ready)()
+                self._send(200 if ok else 503, body)
             else:
                 self._send(404, b"not found\n")
 
@@ -54,5 +59,16 @@ def start_http(listen: str, sink: Sink) -> ThreadingHTTPServer | None:
     server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)  # noqa: S104
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    log.info("serving /metrics, /healthz, /readyz on %s", listen)
+    log.info("serving /metrics, /healthz, /readyz on %s%s", listen, what)
     return server
+
+
+def start_http(listen: str, sink: Sink) -> ThreadingHTTPServer | None:
+    def health() -> tuple[bool, bytes]:
+        stuck = sink.clock.monotonic() - sink.last_loop > STUCK_AFTER_S
+        return (False, b"stuck\n") if stuck else (True, b"ok\n")
+
+    def ready() -> tuple[bool, bytes]:
+        return (True, b"ready\n") if sink.is_ready() else (False, b"not ready\n")
+
+    return serve(listen, sink.metrics.render, health, ready)

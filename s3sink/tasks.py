@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from types import FrameType
 from typing import IO, Any
 
@@ -481,39 +481,16 @@ class Supervisor:
 
 
 def start_parent_http(listen: str, sup: Supervisor) -> ThreadingHTTPServer | None:
-    if listen == "none":
-        return None
-    host, _, port = listen.rpartition(":")
+    from s3sink.http import serve
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, _metrics(sup).encode(), "text/plain; version=0.0.4; charset=utf-8")
-            elif path == "/healthz":
-                ok = sup.healthy
-                self._send(200 if ok else 503, b"ok\n" if ok else b"task down\n")
-            elif path == "/readyz":
-                ok = sup.healthy and not sup.stopping
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
-            else:
-                self._send(404, b"not found\n")
+    def health() -> tuple[bool, bytes]:
+        return (True, b"ok\n") if sup.healthy else (False, b"task down\n")
 
-        def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def ready() -> tuple[bool, bytes]:
+        ok = sup.healthy and not sup.stopping
+        return (True, b"ready\n") if ok else (False, b"not ready\n")
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)  # noqa: S104
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    log.info("serving /metrics, /healthz, /readyz on %s (health from the tasks' liveness)", listen)
-    return server
+    return serve(listen, lambda: _metrics(sup), health, ready, " (health from the tasks' liveness)")
 
 
 def _metrics(sup: Supervisor) -> str:
