@@ -119,6 +119,22 @@ def _config(bootstrap: str, topic: str, budget: int, **extra: str) -> dict[str, 
     }
 
 
+def _check_run(
+    config: dict[str, str], tmp_path: Path, what: str, partitions: int, records: int, budget: int
+) -> None:
+    """Run the catch-up: it archives every record and its peak RSS stays within the budget
+    plus :data:`ALLOWANCE`."""
+    code, peak, text = _run(config, tmp_path, _env())
+    assert code == 0, text[-3000:]
+    m = SUMMARY.search(text)
+    assert m is not None and int(m.group(1)) == records, text[-3000:]
+    info(
+        f"{what}: {partitions} partitions, budget {budget // MiB} MiB, peak RSS "
+        f"{peak / MiB:.0f} MiB, {m.group(2)} files"
+    )
+    assert peak <= budget + ALLOWANCE, f"peak RSS {peak / MiB:.0f} MiB"
+
+
 def test_many_partitions_parquet_local_stay_within_the_budget(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -131,15 +147,7 @@ def test_many_partitions_parquet_local_stay_within_the_budget(
         budget,
         **{"format.class": "parquet", "parquet.codec": "zstd", "storage.url": f"file://{out}"},
     )
-    code, peak, text = _run(config, tmp_path, _env())
-    assert code == 0, text[-3000:]
-    m = SUMMARY.search(text)
-    assert m is not None and int(m.group(1)) == records, text[-3000:]
-    info(
-        f"parquet local: {partitions} partitions, budget {budget // MiB} MiB, peak RSS "
-        f"{peak / MiB:.0f} MiB, {m.group(2)} files"
-    )
-    assert peak <= budget + ALLOWANCE, f"peak RSS {peak / MiB:.0f} MiB"
+    _check_run(config, tmp_path, "parquet local", partitions, records, budget)
 
 
 def test_multipart_buffers_on_minio_stay_within_the_budget(
@@ -156,15 +164,7 @@ def test_multipart_buffers_on_minio_stay_within_the_budget(
         **{"format.class": "json", "s3.part.size": str(25 * MiB)},
         **s3_keys(minio_endpoint, minio_bucket),
     )
-    code, peak, text = _run(config, tmp_path, _env())
-    assert code == 0, text[-3000:]
-    m = SUMMARY.search(text)
-    assert m is not None and int(m.group(1)) == records, text[-3000:]
-    info(
-        f"json lines minio: {partitions} partitions, budget {budget // MiB} MiB, peak RSS "
-        f"{peak / MiB:.0f} MiB, {m.group(2)} files"
-    )
-    assert peak <= budget + ALLOWANCE, f"peak RSS {peak / MiB:.0f} MiB"
+    _check_run(config, tmp_path, "json lines minio", partitions, records, budget)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -231,25 +231,37 @@ class Consumed(NamedTuple):
     timestamp_ms: int
 
 
-def watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
-    """partition → (low, high) watermark offsets.
+T = TypeVar("T")
 
-    Retries for ``timeout`` on errors a broker gives while it settles after a restart
-    (leadership not yet re-established)."""
+
+def _with_consumer(
+    bootstrap: str, group_id: str, timeout: float, call: Callable[[Consumer], T]
+) -> T:
+    """``call`` with a fresh consumer, retried for ``timeout`` on the errors a broker gives
+    while it settles after a restart (leadership or the group coordinator not back yet)."""
     deadline = time.monotonic() + timeout
     while True:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("wm")})
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
         try:
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                for p in range(partition_count(bootstrap, topic))
-            }
+            return call(consumer)
         except KafkaException as exc:
             if not _settling(exc) or time.monotonic() >= deadline:
                 raise
         finally:
             consumer.close()
         time.sleep(0.2)
+
+
+def watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """partition → (low, high) watermark offsets (retried while a restarted broker settles)."""
+
+    def read(consumer: Consumer) -> dict[int, tuple[int, int]]:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            for p in range(partition_count(bootstrap, topic))
+        }
+
+    return _with_consumer(bootstrap, unique_name("wm"), timeout, read)
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -259,19 +271,9 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
     """partition → the group's committed offset (partitions without a commit are left out)."""
     partitions = [TopicPartition(topic, p) for p in range(partition_count(bootstrap, topic))]
-    deadline = time.monotonic() + 30
-    while True:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
-        try:
-            committed = consumer.committed(partitions, timeout=30)
-            break
-        except KafkaException as exc:
-            # a restarted broker answers NOT_COORDINATOR until the group coordinator is back
-            if not _settling(exc) or time.monotonic() >= deadline:
-                raise
-        finally:
-            consumer.close()
-        time.sleep(0.2)
+    committed = _with_consumer(
+        bootstrap, group_id, 30, lambda c: c.committed(partitions, timeout=30)
+    )
     return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 
 
