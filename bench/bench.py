@@ -776,6 +776,7 @@ class Row:
     note: str = ""
     reasons: dict[str, int] = field(default_factory=dict)
     bytes_out: int = 0
+    tasks: int = 1
 
 
 _SUMMARY = re.compile(
@@ -930,6 +931,7 @@ def run_sink(
     bytes_in = case.topic.value_bytes * records / max(1, case.topic.records)
     bytes_out = sum(f.size for f in files)
     row = Row(
+        tasks=int(case.extra.get("tasks.max", "1")),
         case=case.name,
         label=case.label,
         backend=case.backend,
@@ -1272,7 +1274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, info in extra.items():
         print(f"{name}: {json.dumps(info)}")
     held = {
-        f"{r.case}/{r.backend}" + (" x" + r.label.rsplit(" x", 1)[1] if " x" in r.label else ""): (
+        f"{r.case}/{r.backend}" + (f" x{r.tasks}" if r.tasks != 1 else ""): (
             r.ceiling_ratio is not None and r.ceiling_ratio >= r.target_ratio
         )
         for r in rows
