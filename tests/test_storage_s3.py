@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
+from s3sink.config import parse as parse_config
 from s3sink.errors import (
     ConfigError,
     ConflictError,
@@ -26,6 +27,7 @@ from s3sink.errors import (
     StorageError,
     TransientStorageError,
 )
+from s3sink.sink import storage_from_config
 from s3sink.storage.retry import RetryPolicy, RetryStats, call_with_retry
 from s3sink.storage.s3 import (
     MIN_PART_SIZE,
@@ -115,6 +117,58 @@ def _has_all_users_read(s3_client: S3Client, bucket: str, key: str) -> bool:
     )
 
 
+def _write_every_way_and_check_headers(
+    storage: S3Storage,
+    s3_client: S3Client,
+    bucket: str,
+    *,
+    sse: str,
+    kms_key_id: str | None,
+    acl: str,
+) -> None:
+    """PutObject (plain and conditional), a multipart upload and a CopyObject through
+    ``storage``: each write request carries the SSE and ACL headers, each object is encrypted."""
+    seen = _record_requests(storage)
+    storage.put("single", b"x")
+    storage.put("cond", b"x", if_none_match=True)
+    upload = storage.open_upload("multi")
+    upload.write(os.urandom(PART + 100))
+    upload.complete()
+    storage.copy("multi", "copied")
+    for key in ("single", "cond", "multi", "copied"):
+        head = s3_client.head_object(Bucket=bucket, Key=f"{storage.prefix}/{key}")
+        assert head.get("ServerSideEncryption") == sse, key
+        if kms_key_id is not None:
+            assert head.get("SSEKMSKeyId") == kms_key_id, key
+        if acl == "public-read":
+            assert _has_all_users_read(s3_client, bucket, f"{storage.prefix}/{key}"), key
+    writes = [
+        (what, headers)
+        for what, headers in seen
+        if what.startswith(("PUT", "POST"))
+        and "partNumber=" not in what
+        and "uploadId=" not in what
+    ]
+    kinds = sorted(
+        "CopyObject"
+        if "x-amz-copy-source" in headers
+        else "CreateMultipartUpload"
+        if what.startswith("POST")
+        else "PutObject"
+        for what, headers in writes
+    )
+    assert kinds == ["CopyObject", "CreateMultipartUpload", "PutObject", "PutObject"], writes
+    for what, headers in writes:
+        assert headers["x-amz-server-side-encryption"] == sse, what
+        assert headers.get("x-amz-server-side-encryption-aws-kms-key-id") == kms_key_id, what
+        assert headers["x-amz-acl"] == acl, what
+    # part uploads and the completion carry no SSE/ACL headers (S3 rejects them there)
+    for what, headers in seen:
+        if "uploadId=" in what:
+            assert "x-amz-acl" not in headers, what
+    assert "sse " + sse in storage.describe()
+
+
 @pytest.mark.parametrize(
     ("sse", "kms_key_id"),
     [("AES256", None), ("aws:kms", "arn:aws:kms:us-east-1:123456789012:key/s3sink-test")],
@@ -128,32 +182,57 @@ def test_sse_and_acl_reach_the_endpoint_on_every_write(
 ) -> None:
     storage = make_s3(s3_endpoint, s3_bucket, sse=sse, kms_key_id=kms_key_id, acl="public-read")
     try:
-        seen = _record_requests(storage)
-        storage.put("single", b"x")
-        storage.put("cond", b"x", if_none_match=True)
-        upload = storage.open_upload("multi")
-        upload.write(os.urandom(PART + 100))
-        upload.complete()
-        storage.copy("multi", "copied")
-        for key in ("single", "cond", "multi", "copied"):
-            head = s3_client.head_object(Bucket=s3_bucket, Key=f"{storage.prefix}/{key}")
-            assert head.get("ServerSideEncryption") == sse, key
-            assert head.get("SSEKMSKeyId") == kms_key_id, key
-            assert _has_all_users_read(s3_client, s3_bucket, f"{storage.prefix}/{key}"), key
-        writes = [
-            (what, headers)
-            for what, headers in seen
-            if what.startswith(("PUT", "POST"))
-            and "partNumber=" not in what
-            and "uploadId=" not in what
-        ]
-        # PutObject x2, CreateMultipartUpload, CopyObject
-        assert len(writes) == 4, [w for w, _ in writes]
-        for what, headers in writes:
-            assert headers["x-amz-server-side-encryption"] == sse, what
-            assert headers.get("x-amz-server-side-encryption-aws-kms-key-id") == kms_key_id, what
-            assert headers["x-amz-acl"] == "public-read", what
-        assert "sse " + sse in storage.describe()
+        _write_every_way_and_check_headers(
+            storage, s3_client, s3_bucket, sse=sse, kms_key_id=kms_key_id, acl="public-read"
+        )
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize(
+    "encryption",
+    [
+        {"s3.ssea.name": "AES256"},
+        {
+            "s3.ssea.name": "aws:kms",
+            "s3.sse.kms.key.id": "arn:aws:kms:us-east-1:123456789012:key/s3sink-config",
+        },
+        {"s3.ssea.name": "aws:kms"},  # the bucket's default KMS key
+    ],
+    ids=["AES256", "kms-key", "kms-default-key"],
+)
+def test_sse_and_acl_from_the_config_reach_the_endpoint(
+    s3_endpoint: S3Endpoint, s3_bucket: str, s3_client: S3Client, encryption: dict[str, str]
+) -> None:
+    """The path the sink takes: config keys -> ``storage_from_config`` -> every write."""
+    cfg = parse_config(
+        {
+            "name": "sse-acl",
+            "topics": "t",
+            "bootstrap.servers": "127.0.0.1:9",
+            "storage.url": f"s3://{s3_bucket}/cfg-{uuid.uuid4().hex[:8]}",
+            "store.url": s3_endpoint.url,
+            "s3.region": s3_endpoint.region,
+            "s3.path.style.access.enabled": "true",
+            "s3.part.size": str(PART),
+            "s3.acl.canned": "bucket-owner-full-control",
+            "aws.access.key.id": s3_endpoint.access_key,
+            "aws.secret.access.key": s3_endpoint.secret_key,
+            **encryption,
+        },
+        environ={},
+    )
+    storage = storage_from_config(cfg)
+    assert isinstance(storage, S3Storage)
+    try:
+        _write_every_way_and_check_headers(
+            storage,
+            s3_client,
+            s3_bucket,
+            sse=encryption["s3.ssea.name"],
+            kms_key_id=encryption.get("s3.sse.kms.key.id"),
+            acl="bucket-owner-full-control",
+        )
     finally:
         storage.close()
 
