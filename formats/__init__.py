@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from s3sink.plugins import resolve
+from formats.base import Format
+from s3sink.plugins import check, resolve
 
 if TYPE_CHECKING:
-    from formats.base import Format
     from s3sink.config import SinkConfig
 
 #: Built-in formats: short name -> module:Class. One line per format.
@@ -31,4 +31,5 @@ ALIASES = {
 def load_format(config: SinkConfig) -> Format:
     cls = resolve("format", "format.class", config.format_class, BUILTIN, ALIASES, "s3sink.formats")
     fmt: Format = cls(config)
+    check("format", "format.class", config.format_class, fmt, Format)
     return fmt

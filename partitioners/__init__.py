@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from s3sink.plugins import resolve
+from partitioners.base import Partitioner
+from s3sink.plugins import check, resolve
 
 if TYPE_CHECKING:
-    from partitioners.base import Partitioner
     from s3sink.config import SinkConfig
 
 #: Built-in partitioners: short name -> module:Class. One line per partitioner.
@@ -40,4 +40,5 @@ def load_partitioner(config: SinkConfig) -> Partitioner:
         "s3sink.partitioners",
     )
     partitioner: Partitioner = cls(config)
+    check("partitioner", "partitioner.class", config.partitioner_class, partitioner, Partitioner)
     return partitioner

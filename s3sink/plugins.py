@@ -50,11 +50,31 @@ def resolve(
     table = registry(builtin, group)
     short = aliases.get(name, name)
     if short in table:
-        return _import(table[short])
-    if "." in name:
-        return _import(name)
+        found = _import(table[short])
+    elif "." in name:
+        found = _import(name)
+    else:
+        raise PluginError(
+            f"{config_key}: unknown {kind} {name!r}; use one of {', '.join(sorted(table))}, a "
+            "Confluent class name or a dotted module.Class path",
+            key=config_key,
+        )
+    if not isinstance(found, type):
+        raise PluginError(
+            f"{config_key}: {name} is not a {kind} class (it is a {type(found).__name__})",
+            key=config_key,
+        )
+    return found
+
+
+def check(kind: str, config_key: str, name: str, plugin: object, protocol: type) -> None:
+    """Refuse at start-up a loaded class that does not implement the ``protocol``."""
+    if isinstance(plugin, protocol):
+        return
+    members = [m for m in vars(protocol) if not m.startswith("_")]
+    members += [m for m in getattr(protocol, "__annotations__", {}) if m not in members]
+    missing = sorted(m for m in members if not hasattr(plugin, m))
     raise PluginError(
-        f"{config_key}: unknown {kind} {name!r}; use one of {', '.join(sorted(table))}, a "
-        "Confluent class name or a dotted module.Class path",
+        f"{config_key}: {name} is not a {kind}: it lacks {', '.join(missing)}",
         key=config_key,
     )
