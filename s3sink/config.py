@@ -95,6 +95,25 @@ def _separator(v: str) -> bytes:
     return v.encode("utf-8").decode("unicode_escape").encode("latin-1")
 
 
+def _key_converter(v: str) -> str:
+    """A converter name the decoders know (short or Kafka Connect class name) -> its short name."""
+    from formats.decoders import ALIASES
+
+    s = v.strip()
+    name = ALIASES.get(s) or ALIASES.get(s.lower())
+    if name is not None:
+        return name
+    by_fold = {a.lower(): a for a in ALIASES}
+    hint = difflib.get_close_matches(s.lower(), list(by_fold), n=1, cutoff=0.75)
+    mean = f" (did you mean {by_fold[hint[0]]}?)" if hint else ""
+    shorts = sorted(set(ALIASES.values()), key=list(ALIASES.values()).index)
+    classes = [a for a in ALIASES if "." in a]
+    raise ValueError(
+        f"unknown converter {v!r}{mean}; use one of {', '.join(shorts)} or a Kafka Connect "
+        f"class name: {', '.join(classes)}"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -440,7 +459,10 @@ class SinkConfig:
     key_converter: str = key(
         "key.converter",
         "bytes",
-        "Key decoder: bytes, string, json, avro, jsonschema, protobuf.",
+        "How store.kafka.keys and store.kafka.metadata write keys: string (StringConverter) as "
+        "UTF-8 text; bytes, json, avro, jsonschema, protobuf (or their Kafka Connect class "
+        "names) as the key's bytes, never decoded.",
+        _key_converter,
         group="records",
     )
     value_converter: str = key(
@@ -839,7 +861,72 @@ def parse(
     values["notes"] = tuple(notes)
     cfg = SinkConfig(**values)
     _check(cfg)
-    return cfg
+    changed = changed_meanings(cfg, merged)
+    return dataclasses.replace(cfg, notes=cfg.notes + changed) if changed else cfg
+
+
+#: Partitioners without a time of their own: Kafka Connect ignores rotate.interval.ms with them.
+_UNTIMED_PARTITIONERS = frozenset({"default", "field"})
+
+
+def changed_meanings(cfg: SinkConfig, raw: Mapping[str, str]) -> tuple[str, ...]:
+    """Notes on the keys set in ``raw`` that behave differently from Kafka Connect's S3 sink."""
+    from partitioners import ALIASES as PARTITIONERS
+
+    notes: list[str] = []
+    if cfg.errors_tolerance == "all" and not cfg.errors_deadletterqueue_topic_name:
+        notes.append(
+            "errors.tolerance=all without errors.deadletterqueue.topic.name: bad records (values "
+            "that do not decode or partition, tombstones with behavior.on.null.values=fail) are "
+            "kept as JSON lines (key, value and headers in base64, with the reason) under "
+            "_s3sink/errors/<topic>/<partition>/ in the same commit as the records around them; "
+            "Kafka Connect drops them"
+        )
+    for kind, on in (("keys", cfg.store_kafka_keys), ("headers", cfg.store_kafka_headers)):
+        if on:
+            notes.append(
+                f"store.kafka.{kind}=true: the .{kind} files go to a sibling tree, "
+                f"{cfg.topics_dir}/_{kind}/<topic>/<partition path>/<data file name>.{kind}"
+                f"<extension>, not next to the data files as in Kafka Connect, so that tables "
+                f"over {cfg.topics_dir}/<topic> never read them as rows"
+            )
+    if cfg.key_converter not in ("bytes", "string"):
+        unused = (
+            "; key.converter.schema.registry.url is not used"
+            if cfg.key_converter_schema_registry_url
+            else ""
+        )
+        notes.append(
+            f"key.converter={cfg.key_converter}: keys are never decoded (a key that would not "
+            "convert is no error), and store.kafka.keys / store.kafka.metadata write each key "
+            "as its bytes (base64 in JSON; for avro, jsonschema and protobuf with the 5-byte "
+            "Schema Registry header), where Kafka Connect writes the converted key; only "
+            f"key.converter=string (StringConverter) writes keys as UTF-8 text{unused}"
+        )
+    if (
+        raw.get("value.converter", "").strip() == "org.apache.kafka.connect.json.JsonConverter"
+        and "value.converter.schemas.enable" not in raw
+    ):
+        notes.append(
+            "value.converter=JsonConverter without value.converter.schemas.enable: values are "
+            "read as plain JSON (schema inferred, or value.schema), while Kafka Connect's "
+            "JsonConverter defaults to schemas.enable=true ({schema, payload} envelopes); set "
+            "value.converter.schemas.enable=true if the values are envelopes"
+        )
+    partitioner = PARTITIONERS.get(cfg.partitioner_class.strip(), cfg.partitioner_class.strip())
+    if cfg.rotate_interval_ms > 0 and partitioner in _UNTIMED_PARTITIONERS:
+        notes.append(
+            f"rotate.interval.ms with partitioner.class={cfg.partitioner_class}: files roll when "
+            "the Kafka record timestamp moves rotate.interval.ms past the file's first record; "
+            "Kafka Connect ignores rotate.interval.ms unless the partitioner is time-based"
+        )
+    if cfg.rotate_schedule_interval_ms > 0:
+        notes.append(
+            "rotate.schedule.interval.ms: files roll on the wall clock as in Kafka Connect (idle "
+            "partitions too), and the output stays exactly-once, which Kafka Connect does not "
+            "guarantee with this key"
+        )
+    return tuple(notes)
 
 
 _REQUIRED_FIX = {
