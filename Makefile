@@ -52,16 +52,25 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "s3sink needs Python 3.11+, $(PYTHON) is " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 
+# The lock applies to the isolated build environment too (pyproject's [build-system] requires:
+# setuptools, wheel): PIP_BUILD_CONSTRAINT for pip 26.2+ (where constraints no longer reach
+# the build environment), PIP_CONSTRAINT for older pips (whose build environment inherits it).
+LOCK_ENV := PIP_CONSTRAINT=$(CURDIR)/constraints.txt PIP_BUILD_CONSTRAINT=$(CURDIR)/constraints.txt
+
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(LOCK_ENV) $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 # Re-resolve the newest versions pyproject.toml allows, in a scratch venv, into constraints.txt.
+# The build requirements ([build-system] requires) are resolved into it as well.
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	{ echo "# Locked dependencies of s3sink[dev]; regenerate with \`make lock\`."; \
-	  .lock-venv/bin/python -m pip freeze --exclude-editable --disable-pip-version-check \
-		| grep -iv '^s3sink[=@ ]'; } > constraints.txt
+	.lock-venv/bin/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' > .lock-venv/build-requires.txt
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade \
+		-r .lock-venv/build-requires.txt
+	{ echo "# Locked dependencies of s3sink[dev] and of its build; regenerate with \`make lock\`."; \
+	  .lock-venv/bin/python -m pip freeze --all --exclude-editable --disable-pip-version-check \
+		| grep -iv '^\(s3sink\|pip\)[=@ ]'; } > constraints.txt
 	rm -rf .lock-venv
