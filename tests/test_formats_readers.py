@@ -4,25 +4,38 @@ fastavro), asserting the exact records, the partition columns and the column typ
 
 The matrix (format x codec x partitioner x converter):
 
-=========  ========  =====================================  ===========  ================
+=========  ========  =====================================  ===========  =====================
 format     codec     partitioner                            converter    reader
-=========  ========  =====================================  ===========  ================
+=========  ========  =====================================  ===========  =====================
 parquet    snappy    field_time (country, hourly on field)  json         DuckDB, pyarrow
 parquet    zstd      hourly (Record) + _kafka metadata      avro (SR)    DuckDB, pyarrow
 parquet    gzip      field (user.name)                      jsonschema   DuckDB
 parquet    none      time (RecordField, 'dt'=YYYY-MM-dd)    protobuf     pyarrow
 parquet    snappy    field (country), on S3 (moto)          json         pyarrow S3FS
+parquet    lz4       default                                json         DuckDB, pyarrow meta
+parquet    snappy    default                                string       DuckDB
 json       gzip      daily (RecordField)                    json         DuckDB read_json
-json       zstd      field (country) + _kafka metadata      avro (SR)    Python (zstd)
+json       zstd      field (country) + _kafka metadata      avro (SR)    DuckDB read_json
+json       none      time (Record, 'dt'=.../'hour'=HH)      json         DuckDB read_json
+json       zstd      field_time (user.name, daily)          json         DuckDB read_json
+json       none      default                                string       raw lines, DuckDB
 avro       deflate   field (country)                        avro (SR)    fastavro
 avro       zstd      hourly (Record)                        json         fastavro
+avro       null      daily (RecordField)                    json         fastavro
+avro       null      field_time (country, hourly on field)  json         fastavro
 avro       snappy    default                                bytes        fastavro
 bytearray  none      default                                bytes        raw lines
-=========  ========  =====================================  ===========  ================
+bytearray  gzip      default                                bytes        gzip (as zcat)
+=========  ========  =====================================  ===========  =====================
+
+DuckDB reads Avro only through its ``avro`` extension, which it would download: the Avro files
+are read with fastavro alone. Column types are asserted as each reader reports them (DuckDB's
+``DESCRIBE``, pyarrow's schema, the Avro schema in the file).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import json
@@ -36,6 +49,7 @@ import duckdb
 import fastavro
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -107,6 +121,42 @@ def record(i: int) -> dict[str, Any]:
 
 
 RECORDS = [record(i) for i in range(N)]
+
+
+def text(r: dict[str, Any]) -> bytes:
+    """A record as the JSON topic holds it (UTF-8, non-ASCII characters unescaped)."""
+    return json.dumps(r, ensure_ascii=False).encode()
+
+
+def inferred_avro_fields(topic: str) -> list[dict[str, Any]]:
+    """The Avro fields the sink infers from the JSON records: all nullable, the nested record
+    named after the topic and the field."""
+
+    def opt(t: Any) -> Any:
+        return ["null", t]
+
+    user = {
+        "type": "record",
+        "name": topic.replace("-", "_") + "_user",
+        "namespace": "s3sink",
+        "fields": [
+            {"name": "name", "type": opt("string"), "default": None},
+            {
+                "name": "tags",
+                "type": opt({"type": "array", "items": opt("string")}),
+                "default": None,
+            },
+        ],
+    }
+    return [
+        {"name": "id", "type": opt("long"), "default": None},
+        {"name": "country", "type": opt("string"), "default": None},
+        {"name": "amount", "type": opt("double"), "default": None},
+        {"name": "created_at", "type": opt("long"), "default": None},
+        {"name": "user", "type": opt(user), "default": None},
+    ]
+
+
 CTX_NAME = "orders"
 
 
@@ -130,7 +180,7 @@ def env(kafka_bootstrap: str) -> Iterator[Env]:
         topics: dict[str, Topic] = {}
         ctx_for = {}
         encoders: dict[str, Any] = {
-            "json": lambda r, ctx: json.dumps(r).encode(),
+            "json": lambda r, ctx: text(r),
             "avro": AvroSerializer(client, json.dumps(AVRO_SCHEMA)),
             "jsonschema": JSONSerializer(json.dumps(JSON_SCHEMA), client),
         }
@@ -163,7 +213,7 @@ def env(kafka_bootstrap: str) -> Iterator[Env]:
 
 
 def catchup(env: Env, converter: str, root: Path | None, **extra: str) -> Path:
-    topic = env.topics[converter if converter != "bytes" else "json"].name
+    topic = env.topics["json" if converter in ("bytes", "string") else converter].name
     raw = {
         "name": unique_name("readers"),
         "topics": topic,
@@ -344,11 +394,18 @@ def test_parquet_field_jsonschema(env: Env, tmp_path: Path) -> None:
         "user.name=u1",
         "user.name=u2",
     ]
-    rows = duck(
-        'select id, "user.name", user.name, amount '
-        f"from read_parquet('{base}/**/*.parquet', hive_partitioning=true) order by id"
-    )
+    sql = f"select * from read_parquet('{base}/**/*.parquet', hive_partitioning=true)"
+    rows = duck(f'select id, "user.name", user.name, amount from ({sql}) order by id')
     assert rows == [(r["id"], r["user"]["name"], r["user"]["name"], r["amount"]) for r in RECORDS]
+    # the registered JSON schema's types: integer -> BIGINT, number -> DOUBLE
+    assert duck_types(sql) == {
+        "id": "BIGINT",
+        "country": "VARCHAR",
+        "amount": "DOUBLE",
+        "created_at": "BIGINT",
+        "user": 'STRUCT("name" VARCHAR, tags VARCHAR[])',
+        "user.name": "VARCHAR",
+    }
 
 
 def test_parquet_time_protobuf(env: Env, tmp_path: Path) -> None:
@@ -420,6 +477,57 @@ def test_parquet_on_s3_read_by_pyarrow(env: Env, s3_endpoint: S3Endpoint, s3_buc
     assert any("/log/" in i.path for i in listing)  # the commit log, outside the table
 
 
+def test_parquet_lz4_default(env: Env, tmp_path: Path) -> None:
+    base = catchup(env, "json", tmp_path, **{"format.class": "parquet", "parquet.codec": "lz4"})
+    paths = files(base, ".lz4.parquet")
+    assert {p.parent.name for p in paths} == {"partition=0", "partition=1"}
+    codecs = {pq.ParquetFile(p).metadata.row_group(0).column(0).compression for p in paths}
+    assert codecs <= {"LZ4", "LZ4_RAW"} and codecs, codecs
+    sql = f"select * from read_parquet('{base}/**/*.parquet', hive_partitioning=true)"
+    assert duck_types(sql) == {
+        "id": "BIGINT",
+        "country": "VARCHAR",
+        "amount": "DOUBLE",
+        "created_at": "BIGINT",
+        "user": 'STRUCT("name" VARCHAR, tags VARCHAR[])',
+        "partition": "BIGINT",
+    }
+    rows = duck(
+        "select id, country, amount, created_at, user.name, user.tags, partition "
+        f"from ({sql}) order by id"
+    )
+    assert rows == [
+        (
+            r["id"], r["country"], r["amount"], r["created_at"], r["user"]["name"],
+            r["user"]["tags"], r["id"] % 2,
+        )
+        for r in RECORDS
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+def test_string_converter(env: Env, tmp_path: Path, fmt: str) -> None:
+    """``value.converter=string``: Parquet holds one text column ``value``; JSON lines hold the
+    text as it was produced (here JSON documents, which DuckDB then reads as records)."""
+    base = catchup(env, "string", tmp_path, **{"format.class": fmt})
+    texts = [text(r).decode() for r in RECORDS]
+    if fmt == "parquet":
+        sql = f"select * from read_parquet('{base}/**/*.parquet', hive_partitioning=true)"
+        assert duck_types(sql) == {"value": "VARCHAR", "partition": "BIGINT"}
+        rows = duck(f"select value, partition from ({sql})")
+        assert sorted(rows) == sorted((t, r["id"] % 2) for t, r in zip(texts, RECORDS, strict=True))
+        assert any("Zürich" in v for v, _ in rows)  # decoded as UTF-8 text
+    else:
+        paths = files(base, ".json")
+        lines = [line for p in paths for line in p.read_bytes().splitlines()]
+        assert sorted(lines) == sorted(text(r) for r in RECORDS)
+        sql = f"select * from read_json_auto('{base}/**/*.json', hive_partitioning=true)"
+        types = duck_types(sql)
+        assert (types["id"], types["amount"], types["partition"]) == ("BIGINT", "DOUBLE", "BIGINT")
+        rows = duck(f"select id, country, partition from ({sql}) order by id")
+        assert rows == [(r["id"], r["country"], r["id"] % 2) for r in RECORDS]
+
+
 # -- JSON --------------------------------------------------------------------------------------
 
 
@@ -450,7 +558,7 @@ def test_json_daily_gzip(env: Env, tmp_path: Path) -> None:
     ]
     # original bytes, one record per line
     lines = [line for p in paths for line in gzip.decompress(p.read_bytes()).splitlines()]
-    assert sorted(lines) == sorted(json.dumps(r).encode() for r in RECORDS)
+    assert sorted(lines) == sorted(text(r) for r in RECORDS)
 
 
 def test_json_field_from_avro_with_metadata(env: Env, tmp_path: Path) -> None:
@@ -466,17 +574,107 @@ def test_json_field_from_avro_with_metadata(env: Env, tmp_path: Path) -> None:
             "store.kafka.metadata": "true",
         },
     )
-    got: list[tuple[dict[str, Any], str | None, dict[str, Any]]] = []
-    for p in files(base, ".json.zst"):
-        with pa.input_stream(str(p), compression="zstd") as f:  # as zstdcat reads it
-            data = f.read()
-        for line in data.splitlines():
-            doc = json.loads(line)
-            got.append((doc["value"], hive_values(p, base)["country"], doc["_kafka"]))
-    got.sort(key=lambda x: x[0]["id"])
-    assert [g[0] for g in got] == RECORDS
-    assert [g[1] for g in got] == [r["country"] or None for r in RECORDS]
-    assert [g[2]["key"] for g in got] == [f"k{r['id']}" for r in RECORDS]
+    files(base, ".json.zst")
+    sql = f"select * from read_json_auto('{base}/**/*.json.zst', hive_partitioning=true)"
+    assert duck_types(sql) == {
+        "value": (
+            "STRUCT(id BIGINT, country VARCHAR, amount DOUBLE, created_at BIGINT, "
+            '"user" STRUCT("name" VARCHAR, tags VARCHAR[]))'
+        ),
+        "_kafka": (
+            'STRUCT(topic VARCHAR, "partition" BIGINT, "offset" BIGINT, "timestamp" BIGINT, '
+            'timestamp_type VARCHAR, "key" VARCHAR, '
+            'headers STRUCT("key" VARCHAR, "value" VARCHAR)[])'
+        ),
+        "country": "VARCHAR",
+    }
+    rows = duck(
+        "select value.id, value.country, value.amount, value.created_at, value.user.name, "
+        "value.user.tags, country, _kafka.partition, _kafka.offset, _kafka.key, "
+        f"_kafka.timestamp, _kafka.headers[1].value from ({sql}) order by value.id"
+    )
+    where = {d.seq: d for d in env.topics["avro"].deliveries}
+    assert rows == [
+        (
+            r["id"], r["country"], r["amount"], r["created_at"], r["user"]["name"],
+            r["user"]["tags"], r["country"] or None, where[r["id"]].partition,
+            where[r["id"]].offset, f"k{r['id']}", r["created_at"],
+            base64.b64encode(b"%d" % r["id"]).decode(),
+        )
+        for r in RECORDS
+    ]  # fmt: skip
+
+
+def test_json_time_uncompressed(env: Env, tmp_path: Path) -> None:
+    base = catchup(
+        env,
+        "json",
+        tmp_path,
+        **{
+            "format.class": "json",
+            "s3.compression.type": "none",
+            "partitioner.class": "time",
+            "path.format": "'dt'=YYYY-MM-dd/'hour'=HH",
+            "partition.duration.ms": str(HOUR),
+            "timestamp.extractor": "Record",
+        },
+    )
+    paths = files(base, ".json")
+    assert {p.parent.relative_to(base).as_posix() for p in paths} == {
+        f"dt=2026-01-01/hour={h:02d}" for h in range(4)
+    }
+    sql = f"select * from read_json_auto('{base}/**/*.json', hive_partitioning=true)"
+    types = duck_types(sql)
+    assert types == {
+        "id": "BIGINT",
+        "country": "VARCHAR",
+        "amount": "DOUBLE",
+        "created_at": "BIGINT",
+        "user": 'STRUCT("name" VARCHAR, tags VARCHAR[])',
+        "dt": "DATE",
+        "hour": "VARCHAR",  # zero-padded: text unless hive_types says otherwise
+    }
+    rows = duck(f"select id, country, amount, user.tags, dt, hour from ({sql}) order by id")
+    assert rows == [
+        (
+            r["id"], r["country"], r["amount"], r["user"]["tags"], dt.date(2026, 1, 1),
+            f"{hour_parts(r['created_at'])['hour']:02d}",
+        )
+        for r in RECORDS
+    ]  # fmt: skip
+    lines = [line for p in paths for line in p.read_bytes().splitlines()]
+    assert sorted(lines) == sorted(text(r) for r in RECORDS)
+
+
+def test_json_field_time_zstd(env: Env, tmp_path: Path) -> None:
+    base = catchup(
+        env,
+        "json",
+        tmp_path,
+        **{
+            "format.class": "json",
+            "s3.compression.type": "zstd",
+            "partitioner.class": "field_time",
+            "partition.field.name": "user.name",
+            "path.format": "'day'=YYYYMMdd",
+            "partition.duration.ms": str(24 * HOUR),
+            "timestamp.extractor": "RecordField",
+            "timestamp.field": "created_at",
+        },
+    )
+    paths = files(base, ".json.zst")
+    assert {p.parent.relative_to(base).as_posix() for p in paths} == {
+        f"user.name=u{i}/day=20260101" for i in range(3)
+    }
+    sql = (
+        f"select * from read_json_auto('{base}/**/*.json.zst', hive_partitioning=true, "
+        "hive_types={'day': INTEGER})"
+    )
+    types = duck_types(sql)
+    assert types["id"] == "BIGINT" and types["user"] == 'STRUCT("name" VARCHAR, tags VARCHAR[])'
+    assert types["user.name"] == "VARCHAR" and types["day"] == "INTEGER"
+    rows = duck(f'select id, user.name, "user.name", day from ({sql}) order by id')
+    assert rows == [(r["id"], r["user"]["name"], r["user"]["name"], 20260101) for r in RECORDS]
 
 
 # -- Avro --------------------------------------------------------------------------------------
@@ -528,8 +726,44 @@ def test_avro_hourly_from_json(env: Env, tmp_path: Path) -> None:
     assert [{k: int(v or 0) for k, v in r[1].items()} for r in rows] == [
         hour_parts(r["created_at"]) for r in RECORDS
     ]
-    schema = rows[0][2]
-    assert [f["type"] for f in schema["fields"]][:2] == [["null", "long"], ["null", "string"]]
+    # the schema inferred from the JSON values: nullable fields, nested record, array
+    assert rows[0][2]["fields"] == inferred_avro_fields(env.topics["json"].name)
+
+
+@pytest.mark.parametrize("partitioner", ["daily", "field_time"])
+def test_avro_null_codec(env: Env, tmp_path: Path, partitioner: str) -> None:
+    """Uncompressed Avro (fastavro; DuckDB reads Avro only through an extension it would have
+    to download, so it is not a reader here)."""
+    extra = {
+        "format.class": "avro",
+        "avro.codec": "null",
+        "partitioner.class": partitioner,
+        "timestamp.extractor": "RecordField",
+        "timestamp.field": "created_at",
+    }
+    if partitioner == "field_time":
+        extra |= {
+            "partition.field.name": "country",
+            "path.format": "'hour'=HH",
+            "partition.duration.ms": str(HOUR),
+        }
+    base = catchup(env, "json", tmp_path, **extra)
+    for p in files(base, ".avro"):
+        with p.open("rb") as f:
+            assert fastavro.reader(f).codec == "null"
+    rows = sorted(avro_rows(base), key=lambda x: x[0]["id"])
+    assert [r[0] for r in rows] == RECORDS
+    want: list[dict[str, str | None]]
+    if partitioner == "daily":
+        want = [{"year": "2026", "month": "01", "day": "01"}] * N
+    else:
+        want = [
+            {"country": r["country"] or None, "hour": f"{hour_parts(r['created_at'])['hour']:02d}"}
+            for r in RECORDS
+        ]
+    assert [r[1] for r in rows] == want
+    assert {json.dumps(r[2]) for r in rows} == {json.dumps(rows[0][2])}  # one schema
+    assert rows[0][2]["fields"] == inferred_avro_fields(env.topics["json"].name)
 
 
 def test_avro_raw_bytes_snappy(env: Env, tmp_path: Path) -> None:
@@ -545,7 +779,27 @@ def test_bytearray(env: Env, tmp_path: Path) -> None:
         env, "bytes", tmp_path, **{"format.class": "bytearray", "format.bytearray.separator": "\\n"}
     )
     lines = [line for p in files(base, ".bin") for line in p.read_bytes().splitlines()]
-    assert sorted(lines) == sorted(json.dumps(r).encode() for r in RECORDS)
+    assert sorted(lines) == sorted(text(r) for r in RECORDS)
+
+
+def test_bytearray_gzip(env: Env, tmp_path: Path) -> None:
+    base = catchup(
+        env,
+        "bytes",
+        tmp_path,
+        **{"format.class": "bytearray", "s3.compression.type": "gzip", "flush.size": "7"},
+    )
+    paths = files(base, ".bin.gz")
+    assert {p.parent.name for p in paths} == {"partition=0", "partition=1"}
+    by_partition: dict[str, list[bytes]] = {}
+    for p in paths:  # as zcat reads them: one gzip stream per file
+        by_partition.setdefault(p.parent.name, []).extend(
+            gzip.decompress(p.read_bytes()).splitlines()
+        )
+    for part, lines in by_partition.items():
+        assert sorted(lines) == sorted(
+            text(r) for r in RECORDS if f"partition={r['id'] % 2}" == part
+        )
 
 
 def test_partition_column_types_match_ddl(env: Env, tmp_path: Path) -> None:
