@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from s3sink.cli import main
-from s3sink.local.kafka import new_cluster_id, server_properties
+from s3sink.local.kafka import (
+    KAFKA_VERSION,
+    ensure_kafka_jars,
+    kafka_jars_dir,
+    new_cluster_id,
+    server_properties,
+)
 from s3sink.local.process import LOOPBACK, ManagedProcess, pick_port, port_is_free
 from s3sink.local.stack import StackEnv
 from s3sink.local.tools import LocalStackError, cache_dir, find_go, find_java, find_maven
@@ -52,6 +58,40 @@ def test_local_up_without_maven_exits_2_with_one_line_and_starts_nothing(
     assert err.strip().splitlines() == [err.strip()]
     assert "Maven is not installed" in err
     assert not list(state.glob("*/*.pid")), "nothing was started"
+
+
+def _cached_jar_set(complete: bool) -> tuple[Path, dict[str, bytes]]:
+    """A jar set in the (empty) cache as ``ensure_kafka_jars`` leaves it, with or without the
+    marker of a finished resolution."""
+    libs = kafka_jars_dir()
+    libs.mkdir(parents=True)
+    jars = {
+        f"kafka_2.13-{KAFKA_VERSION}.jar": b"broker",
+        f"kafka-clients-{KAFKA_VERSION}.jar": b"clients",
+        "log4j-core-2.25.3.jar": b"log4j",
+    }
+    for name, data in jars.items():
+        (libs / name).write_bytes(data)
+    if complete:
+        (libs.parent / ".complete").write_text(f"{len(jars)} jars\n")
+    return libs, jars
+
+
+def test_a_complete_jar_cache_is_reused_without_maven(no_tools: Path) -> None:
+    libs, jars = _cached_jar_set(complete=True)
+    # no mvn (nor java) on PATH: resolving again would fail with "Maven is not installed"
+    assert ensure_kafka_jars() == libs
+    assert ensure_kafka_jars(KAFKA_VERSION) == libs
+    assert {p.name: p.read_bytes() for p in libs.iterdir()} == jars, "the cache was rebuilt"
+    assert not list(libs.parent.parent.glob("*.partial")), "a resolution was started"
+
+
+def test_an_unfinished_jar_cache_is_resolved_again(no_tools: Path) -> None:
+    """Jars without the marker (an interrupted resolution) are not trusted: Maven runs again,
+    so with no ``mvn`` on PATH the same cache fails with the one-line message."""
+    _cached_jar_set(complete=False)
+    with pytest.raises(LocalStackError, match=r"^Maven is not installed"):
+        ensure_kafka_jars()
 
 
 def test_cache_dir_honours_the_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
