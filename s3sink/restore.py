@@ -742,6 +742,10 @@ class Summary:
     partitions: int = 0
     seconds: float = 0.0
     error_records: int = 0
+    #: Offsets inside the committed ranges that hold no archived record.
+    no_record: int = 0
+    #: The config's errors.deadletterqueue.topic.name (where bad records went instead).
+    dead_letter_topic: str | None = None
     resumed: dict[int, int] = field(default_factory=dict)
     kinds: set[str] = field(default_factory=set)
     inexact: set[str] = field(default_factory=set)
@@ -767,6 +771,16 @@ class Summary:
             )
         if self.error_records:
             parts.append(f"{self.error_records:,} bad records in error files not replayed")
+        if self.no_record:
+            why = (
+                f"records sent to the dead-letter topic {self.dead_letter_topic}, "
+                if self.dead_letter_topic
+                else ""
+            )
+            parts.append(
+                f"{self.no_record:,} offsets without a record in the archive ({why}compacted "
+                "away or transaction markers) not replayed"
+            )
         if self.inexact:
             parts.append(
                 f"values from {', '.join(sorted(self.inexact))} files re-encoded as "
@@ -805,6 +819,7 @@ class Restorer:
             source=self.source, target=f"{opts.to_topic} ({self.conf['bootstrap.servers']})"
         )
         self.summary.job = self.job
+        self.summary.dead_letter_topic = config.errors_deadletterqueue_topic_name
         self._stop = threading.Event()
         self._producer: Any = None
         self._delivery_errors: list[str] = []
@@ -1136,7 +1151,15 @@ class Restorer:
                 if m.end <= plan.next_offset:
                     continue
                 units = []
-                for u in data_units(m, self.config.topics_dir):
+                every = data_units(m, self.config.topics_dir)
+                errors = sum(f.records for f in m.files if f.key.startswith(f"{ROOT}/"))
+                # offsets the commit covers without an archived record: dead-lettered to a
+                # topic, compacted away, or transaction markers (never a gap: the log is
+                # contiguous in offsets)
+                self.summary.no_record += max(
+                    0, m.end - m.start - errors - sum(u.data.records for u in every)
+                )
+                for u in every:
                     f = u.data
                     if prune and f.min_timestamp is not None and f.max_timestamp is not None:
                         lo, hi = self.opts.from_ms, self.opts.to_ms
@@ -1147,9 +1170,7 @@ class Restorer:
                             self._done += f.records
                             continue
                     units.append(u)
-                self.summary.error_records += sum(
-                    f.records for f in m.files if f.key.startswith(f"{ROOT}/")
-                )
+                self.summary.error_records += errors
                 work.append((plan, m, units))
         fetcher = Prefetcher(
             self.storage, [f for _, _, us in work for u in us for f in u.files()], PREFETCH_FILES
@@ -1409,6 +1430,14 @@ def add_parser(sub: Any, with_config: Callable[[argparse.ArgumentParser], Any]) 
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, produce nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress log lines when stderr is not a terminal (default 10; "
+        "0: after every transaction)",
+    )
     p.set_defaults(handler=cmd_restore, mapping="auto")
 
 
@@ -1434,7 +1463,8 @@ def progress_log(every_s: float = 10.0) -> Callable[[int, int], None]:
         now = time.monotonic()
         if now - last[0] >= every_s:
             last[0] = now
-            log.info("restore progress: %d/%d records", done, total)
+            pct = 100.0 * done / total if total else 100.0
+            log.info("restore progress: %d/%d records (%.0f%%)", done, total, pct)
 
     return show
 
@@ -1447,6 +1477,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     setup_logging(cfg.log_format, cfg.log_level, secret_values(cfg))
     if args.transaction_records < 1:
         raise RestoreError("--transaction-records: must be at least 1")
+    if args.progress_interval < 0:
+        raise RestoreError("--progress-interval: must be 0 or more seconds")
     opts = RestoreOptions(
         to_topic=args.to_topic,
         source_topic=args.source_topic,
@@ -1464,7 +1496,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         value_subject=args.value_subject,
     )
     tty = sys.stderr.isatty() and not args.no_progress
-    show = progress_bar() if tty else (None if args.no_progress else progress_log())
+    show = (
+        progress_bar()
+        if tty
+        else (None if args.no_progress else progress_log(args.progress_interval))
+    )
     from confluent_kafka import KafkaException
 
     restorer = Restorer(cfg, opts, progress=show)
