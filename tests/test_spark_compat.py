@@ -6,7 +6,9 @@ partitioner (``dt=YYYY-MM-dd/hour=HH``). For each, the statements ``s3sink ddl -
 prints are executed as they are: the table starts without partitions, ``MSCK REPAIR TABLE``
 finds every partition directory, ``count(*)`` and the distinct ids equal what was produced, and
 the partition column values equal what the records' times and partitions say. Another test
-archives a later hour and checks that ``ALTER TABLE ... RECOVER PARTITIONS`` finds it.
+archives a later hour and checks that ``ALTER TABLE ... RECOVER PARTITIONS`` finds it. Without
+any DDL, ``spark.read.parquet(root)`` and ``spark.read.json(root)`` discover the partition columns
+from the paths, with the values DuckDB and pyarrow find for each record.
 
 One SparkSession serves the module (about 10 s to start on two cores).
 """
@@ -249,3 +251,51 @@ def test_recover_partitions_finds_a_new_hour(
     ).collect()[0]
     assert (row[0], row[1]) == (6, 20)
     assert spark.sql(f"SELECT count(*) FROM {table}").collect()[0][0] == 26
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+def test_spark_discovers_the_partitions_of_a_directory(
+    spark: Any, topic: tuple[str, int], kafka_bootstrap: str, tmp_path: Path, fmt: str
+) -> None:
+    """``spark.read.parquet(root)`` / ``spark.read.json(root)`` without a table: Spark's own
+    partition discovery finds ``dt`` and ``hour`` in the paths, with the same values (per
+    record) as DuckDB's and pyarrow's Hive discovery."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from pyspark.sql import types as T
+
+    name, base = topic
+    store = tmp_path / "store"
+    _archive(_config(kafka_bootstrap, name, store, fmt, "time", False))
+    root = store / "topics" / name
+
+    df = getattr(spark.read, fmt)(root.as_uri())
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    assert list(fields)[-2:] == ["dt", "hour"]  # partition columns come last
+    assert isinstance(fields["dt"], T.DateType)
+    assert isinstance(fields["hour"], T.IntegerType)  # '05' read as 5
+    assert isinstance(fields["id"], T.LongType)
+    spark_rows = sorted(
+        (r["id"], r["dt"], r["hour"]) for r in df.select("id", "dt", "hour").collect()
+    )
+    expected = []
+    for i in range(N):
+        d = datetime.fromtimestamp((base + (i % 3) * HOUR_MS + i) / 1000, UTC)
+        expected.append((i, d.date(), d.hour))
+    assert spark_rows == expected
+
+    scan = "read_parquet" if fmt == "parquet" else "read_json_auto"
+    ext = "parquet" if fmt == "parquet" else "json"
+    rel = duckdb.sql(
+        f"select id, dt, hour from {scan}('{root}/**/*.{ext}', hive_partitioning=true, "
+        "hive_types={'dt': DATE, 'hour': INTEGER}) order by id"
+    )
+    assert rel is not None
+    assert rel.fetchall() == spark_rows
+
+    part = ds.partitioning(pa.schema([("dt", pa.date32()), ("hour", pa.int32())]), flavor="hive")
+    table = ds.dataset(root, format=fmt, partitioning=part).to_table(columns=["id", "dt", "hour"])
+    assert sorted(zip(*(table[c].to_pylist() for c in ("id", "dt", "hour")), strict=True)) == (
+        spark_rows
+    )
