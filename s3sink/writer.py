@@ -14,8 +14,10 @@ import base64
 import enum
 import json
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from s3sink.commitlog import FileEntry, PartitionLog, staging_prefix
@@ -112,6 +114,8 @@ class PartitionWriter:
         self._file_seq = 0
         self._in_append = False
         self._pending_bad: list[tuple[RecordBatch, list[str]]] = []
+        #: Encoded bytes per raw value bytes of the last chunk, for ``file.max.bytes`` cuts.
+        self._bytes_ratio = (1, 1)
         self.epoch = plog.latest.epoch if plog.latest else 0
 
     # -- accounting --------------------------------------------------------------------------
@@ -130,6 +134,12 @@ class PartitionWriter:
         self._in_append = True
         try:
             self._append(batch)
+        except BadRecordFatal:
+            # Records of this batch before the bad one may sit in the open files already (a
+            # JSON file takes several schemas without rolling): the commit the sink makes on
+            # the way out (revoke) must cover them, and nothing past them.
+            self.position = max(self.position, self.last_written + 1)
+            raise
         finally:
             self._in_append = False
 
@@ -274,13 +284,36 @@ class PartitionWriter:
                         self.seal(RotationReason.ROTATE_INTERVAL)
                         continue
                     j = i + k
+            j = self._bytes_cut(sub.values, i, j)
             chunk = sub.slice(i, j) if (i, j) != (0, n) else sub
             ctab = None if table is None else (table.slice(i, j - i) if (i, j) != (0, n) else table)
+            before = self._data_bytes()
             self._write_chunk(chunk, ctab, times[i:j], schema, now)
+            grown, raw = self._data_bytes() - before, chunk.value_bytes()
+            if grown > 0 and raw > 0:
+                self._bytes_ratio = (grown, raw)
             i = j
             reason = should_rotate(policy, self.state(), now)
             if reason is not None:
                 self.seal(reason)
+
+    def _bytes_cut(self, values: Sequence[bytes | None], i: int, j: int) -> int:
+        """End of the chunk starting at ``i`` so that no file passes ``file.max.bytes`` by more
+        than a record: a consumer batch can hold many files' worth. Estimated from the raw
+        values and the encoded/raw ratio of the last chunk (the file rolls after the chunk
+        is written, on its real size)."""
+        room = self.ctx.policy.file_max_bytes - self.state().largest_file_bytes
+        window = values[i:j]
+        if None in window:
+            window = [v or b"" for v in window]
+        sizes = list(accumulate(map(len, window)))  # type: ignore[arg-type]
+        enc, raw = self._bytes_ratio
+        if not sizes or sizes[-1] * enc < room * raw:
+            return j
+        return i + max(1, bisect_left(sizes, room * raw, key=lambda s: s * enc) + 1)
+
+    def _data_bytes(self) -> int:
+        return sum(f.writer.bytes_written() for k, f in self.files.items() if _is_data(k))
 
     def _write_chunk(
         self,

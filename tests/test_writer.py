@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -224,3 +227,330 @@ def test_json_files_do_not_roll_when_the_inferred_schema_widens() -> None:
     (m,) = rig.finish()
     assert m.records == 3
     assert rig.metrics.total("rotations_total", reason="schema_change") == 0
+
+
+def _parquet_names(rig: Rig, key: str) -> list[str]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(io.BytesIO(rig.storage.get(key)[0])).names)
+
+
+def _parquet_rows(rig: Rig, key: str) -> list[dict[str, object]]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, object]] = pq.read_table(io.BytesIO(rig.storage.get(key)[0])).to_pylist()
+    return rows
+
+
+def test_parquet_widened_schema_starts_a_new_file() -> None:
+    rig = Rig(**{"value.converter": "json", "format.class": "parquet"})
+    rig.writer.append(rig.batch(0, 3, values=[b'{"a":1}'] * 3))
+    rig.writer.append(rig.batch(3, 2, values=[b'{"a":2,"b":"x"}'] * 2))
+    rig.writer.append(rig.batch(5, 1, values=[b'{"a":3}']))  # an older shape: no roll back
+    commits = rig.finish()
+    assert rig.metrics.total("rotations_total", reason="schema_change") == 1
+    files = [f for m in commits for f in m.files]
+    assert [(m.start, m.end) for m in commits] == [(0, 3), (3, 6)]
+    assert [(f.first_offset, f.last_offset, f.records) for f in files] == [(0, 2, 3), (3, 5, 3)]
+    first, second = files
+    assert _parquet_names(rig, first.key) == ["a"]
+    assert _parquet_names(rig, second.key) == ["a", "b"]
+    assert first.schema != second.schema
+    assert _parquet_rows(rig, first.key) == [{"a": 1}] * 3
+    assert _parquet_rows(rig, second.key) == [
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "x"},
+        {"a": 3, "b": None},
+    ]
+    assert rig.metrics.total("records_written_total") == 6
+
+
+# -- interleaved Avro schema versions (schema.compatibility) ----------------------------------
+
+ORDER_V1 = {
+    "type": "record",
+    "name": "Order",
+    "fields": [{"name": "id", "type": "long"}, {"name": "item", "type": "string"}],
+}
+ORDER_V2 = {
+    **ORDER_V1,
+    "fields": [*ORDER_V1["fields"], {"name": "qty", "type": "int", "default": 1}],
+}
+
+
+@pytest.fixture(scope="module")
+def registry_url() -> Iterator[str]:
+    from tests.rig.schema_registry import SchemaRegistryServer
+
+    with SchemaRegistryServer() as server:
+        yield server.url
+
+
+def avro_values(url: str, schema: dict[str, Any], records: list[dict[str, Any]]) -> list[bytes]:
+    """Confluent-framed Avro values, made by confluent-kafka's serializer (registers ``schema``
+    under ``<topic>-value``)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    ser = AvroSerializer(SchemaRegistryClient({"url": url}), json.dumps(schema))
+    ctx = SerializationContext(TOPIC, MessageField.VALUE)
+    return [ser(r, ctx) for r in records]
+
+
+@pytest.fixture(scope="module")
+def interleaved_avro(registry_url: str) -> tuple[str, list[bytes | None]]:
+    """10 values alternating v1, v2, v1, ... (v2 adds ``qty`` with a default)."""
+    v1 = avro_values(registry_url, ORDER_V1, [{"id": i, "item": f"i{i}"} for i in range(0, 10, 2)])
+    v2 = avro_values(
+        registry_url, ORDER_V2, [{"id": i, "item": f"i{i}", "qty": 7} for i in range(1, 10, 2)]
+    )
+    values: list[bytes | None] = [v for pair in zip(v1, v2, strict=True) for v in pair]
+    return registry_url, values
+
+
+@pytest.mark.parametrize(
+    ("mode", "files", "qty"),
+    [
+        # every change of schema rolls: one file per run of one version
+        ("NONE", [1] * 10, [[None], [7]] * 5),
+        # the newest schema so far: v1 alone, then v2 with the v1 records projected onto it
+        ("BACKWARD", [1, 9], [[None], [7, 1, 7, 1, 7, 1, 7, 1, 7]]),
+        ("FULL", [1, 9], [[None], [7, 1, 7, 1, 7, 1, 7, 1, 7]]),
+        # the oldest schema: one file, v2 records projected onto v1 (qty dropped)
+        ("FORWARD", [10], [[None] * 10]),
+    ],
+)
+@pytest.mark.parametrize("per_record", [False, True])
+def test_interleaved_schema_versions_per_compatibility(
+    interleaved_avro: tuple[str, list[bytes | None]],
+    mode: str,
+    files: list[int],
+    qty: list[list[int | None]],
+    per_record: bool,
+) -> None:
+    url, values = interleaved_avro
+    rig = Rig(
+        **{
+            "value.converter": "avro",
+            "value.converter.schema.registry.url": url,
+            "format.class": "parquet",
+            "schema.compatibility": mode,
+        }
+    )
+    if per_record:  # the same records, one consumer batch each
+        for i, v in enumerate(values):
+            rig.writer.append(rig.batch(i, 1, values=[v]))
+    else:
+        rig.writer.append(rig.batch(0, 10, values=values))
+    commits = rig.finish()
+    data = [f for m in commits for f in m.files]
+    assert [f.records for f in data] == files
+    assert rig.metrics.total("rotations_total", reason="schema_change") == len(files) - 1
+    rows = [_parquet_rows(rig, f.key) for f in data]
+    assert [r["id"] for file_rows in rows for r in file_rows] == list(range(10))
+    assert [[r.get("qty") for r in file_rows] for file_rows in rows] == qty
+    assert all(r["item"] == f"i{r['id']}" for file_rows in rows for r in file_rows)
+
+
+# -- record time from a field (timestamp.extractor=RecordField) ------------------------------
+
+TIME_FIELD = {
+    "partitioner.class": "hourly",
+    "timestamp.extractor": "RecordField",
+    "timestamp.field": "at",
+    "value.converter": "json",
+    "format.class": "json",
+}
+TIMED: list[bytes | None] = [
+    b'{"id":0,"at":"2024-05-03T07:10:00Z"}',
+    b'{"id":1}',  # no time field (null in the inferred schema)
+    b'{"id":2,"at":"2024-05-03T08:20:00Z"}',
+    b'{"id":3,"at":"the day after tomorrow"}',  # not a time
+    b'{"id":4,"at":"2024-05-03T07:30:00Z"}',
+]
+
+
+def test_record_field_time_bad_records_go_to_the_error_prefix_of_the_commit() -> None:
+    rig = Rig(**TIME_FIELD, **{"errors.tolerance": "all"})
+    rig.writer.append(rig.batch(0, 5, values=TIMED))
+    (m,) = rig.finish()
+    assert (m.start, m.end) == (0, 5)
+    by_key = {f.key: f for f in m.files}
+    hour = f"topics/{TOPIC}/year=2024/month=05/day=03/hour="
+    assert sorted(by_key) == [
+        f"_s3sink/errors/{TOPIC}/0/{TOPIC}+0+0000000001.json",
+        f"{hour}07/{TOPIC}+0+0000000000.json",
+        f"{hour}08/{TOPIC}+0+0000000002.json",
+    ]
+    ids = {
+        k: [json.loads(x)["id"] for x in rig.storage.get(k)[0].splitlines()]
+        for k, f in by_key.items()
+        if f.role == "data"
+    }
+    assert ids[f"{hour}07/{TOPIC}+0+0000000000.json"] == [0, 4]
+    assert ids[f"{hour}08/{TOPIC}+0+0000000002.json"] == [2]
+    errors = [
+        json.loads(x)
+        for x in rig.storage.get(f"_s3sink/errors/{TOPIC}/0/{TOPIC}+0+0000000001.json")[
+            0
+        ].splitlines()
+    ]
+    assert [(e["offset"], e["topic"], e["partition"]) for e in errors] == [
+        (1, TOPIC, 0),
+        (3, TOPIC, 0),
+    ]
+    assert errors[0]["reason"] == "timestamp field 'at' is null"
+    assert "cannot parse 'the day after tomorrow' as a time" in errors[1]["reason"]
+    assert base64.b64decode(errors[1]["value"]) == TIMED[3]
+    assert rig.metrics.total("bad_records_total") == 2
+    assert rig.metrics.total("dead_lettered_records_total") == 2
+    assert rig.metrics.total("records_written_total") == 3
+
+
+def test_record_field_time_bad_records_go_to_the_dead_letter_queue() -> None:
+    rig = Rig(**TIME_FIELD, **{"errors.tolerance": "all"})
+    sent: list[tuple[list[int], list[str]]] = []
+    rig.ctx.dead_letter = lambda b, reasons: sent.append((list(b.offsets), list(reasons)))
+    rig.writer.append(rig.batch(0, 5, values=TIMED))
+    (m,) = rig.finish()
+    assert [offsets for offsets, _ in sent] == [[1, 3]]
+    assert sent[0][1] == [
+        "timestamp field 'at' is null",
+        "cannot parse 'the day after tomorrow' as a time",
+    ]
+    assert not [f for f in m.files if f.role == "errors"]
+    assert sum(f.records for f in m.files) == 3 and (m.start, m.end) == (0, 5)
+    assert rig.metrics.total("dead_lettered_records_total") == 2
+
+
+def test_record_field_time_with_errors_tolerance_none_stops_at_the_bad_record() -> None:
+    rig = Rig(**TIME_FIELD, **{"flush.size": "2"})
+    rig.writer.append(rig.batch(0, 1, values=TIMED[:1]))
+    with pytest.raises(BadRecordFatal) as info:
+        rig.writer.append(rig.batch(1, 4, values=TIMED[1:]))
+    msg = str(info.value)
+    assert f"record {TOPIC}-0 offset 1 cannot be written" in msg
+    assert "(timestamp field 'at' is null)" in msg
+    assert "nothing past it was committed" in msg
+    assert (info.value.error.topic, info.value.error.partition, info.value.error.offset) == (
+        TOPIC,
+        0,
+        1,
+    )
+    assert rig.metrics.total("bad_records_total") == 1
+    # on the way out the sink seals what is open (revoke): only what precedes the bad record
+    commits = rig.finish()
+    assert [(m.start, m.end) for m in commits] == [(0, 1)]
+    assert [(f.first_offset, f.last_offset) for m in commits for f in m.files] == [(0, 0)]
+
+
+def test_errors_tolerance_none_after_a_flush_commits_only_records_before_the_bad_one() -> None:
+    rig = Rig(**TIME_FIELD, **{"flush.size": "2"})
+    values = [TIMED[0], TIMED[2], TIMED[4], TIMED[3], TIMED[0]]  # offset 3 is bad
+    with pytest.raises(BadRecordFatal, match=rf"record {TOPIC}-0 offset 3 cannot be written"):
+        rig.writer.append(rig.batch(0, 5, values=values))
+    commits = rig.finish()
+    assert all(m.end <= 3 for m in commits), commits
+    assert max(f.last_offset for m in commits for f in m.files) < 3
+
+
+def test_errors_tolerance_none_with_several_schemas_in_one_file(registry_url: str) -> None:
+    """JSON files hold several schemas (no roll between parts): records of the failing batch
+    written before the bad one are committed with offsets that cover them."""
+    v1 = {
+        "type": "record",
+        "name": "Timed",
+        "fields": [{"name": "id", "type": "long"}, {"name": "at", "type": "string"}],
+    }
+    v2 = {**v1, "fields": [*v1["fields"], {"name": "n", "type": "int", "default": 0}]}
+    a = avro_values(registry_url, v1, [{"id": 0, "at": "2024-05-03T07:10:00Z"}])
+    b = avro_values(registry_url, v2, [{"id": 1, "at": "2024-05-03T07:20:00Z", "n": 1}])
+    bad = avro_values(registry_url, v1, [{"id": 2, "at": "soon"}])
+    c = avro_values(registry_url, v2, [{"id": 3, "at": "2024-05-03T07:40:00Z", "n": 3}])
+    rig = Rig(
+        **{
+            **TIME_FIELD,
+            "value.converter": "avro",
+            "value.converter.schema.registry.url": registry_url,
+        }
+    )
+    rig.writer.append(rig.batch(0, 1, values=list(a)))
+    with pytest.raises(BadRecordFatal, match=rf"record {TOPIC}-0 offset 3 cannot be written"):
+        rig.writer.append(rig.batch(1, 4, values=[*a, *b, *bad, *c]))
+    commits = rig.finish()
+    for m in commits:
+        for f in m.files:
+            assert m.start <= f.first_offset <= f.last_offset < m.end, (m, f)
+    assert all(m.end <= 3 for m in commits)
+    committed = [
+        json.loads(line)["id"]
+        for m in commits
+        for f in m.files
+        for line in rig.storage.get(f.key)[0].splitlines()
+    ]
+    assert committed == [0, 0, 1]
+
+
+# -- file.max.bytes ---------------------------------------------------------------------------
+
+
+def _padded(n: int, start: int = 0) -> list[bytes | None]:
+    return [json.dumps({"id": f"{start + i:05d}", "pad": "x" * 50}).encode() for i in range(n)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "bytearray"])
+@pytest.mark.parametrize("batch_size", [1, 7, 300])
+def test_file_max_bytes_rolls_line_files_at_the_record_that_reaches_it(
+    fmt: str, batch_size: int
+) -> None:
+    limit = 2048
+    rig = Rig(**{"file.max.bytes": str(limit), "flush.size": "100000", "format.class": fmt})
+    values = _padded(300)
+    for start in range(0, 300, batch_size):
+        chunk = values[start : start + batch_size]
+        rig.writer.append(rig.batch(start, len(chunk), values=chunk))
+    commits = rig.finish()
+    files = [f for m in commits for f in m.files]
+    line = len(values[0] or b"") + 1  # every line has the same length
+    assert all(len(v or b"") + 1 == line for v in values)
+    per_file = -(-limit // line)  # the record that reaches the limit is the file's last
+    assert [f.records for f in files] == [per_file] * (300 // per_file) + (
+        [300 % per_file] if 300 % per_file else []
+    )
+    assert all(limit <= f.size < limit + line for f in files[:-1])
+    assert rig.metrics.total("rotations_total", reason="file_max_bytes") == len(files) - 1
+    # nothing lost or repeated, offsets contiguous from commit to commit
+    assert [(m.start, m.end) for m in commits] == [
+        (f.first_offset, f.last_offset + 1) for f in files
+    ]
+    data = b"".join(rig.storage.get(f.key)[0] for f in files)
+    assert data == b"".join((v or b"") + b"\n" for v in values)
+
+
+def test_file_max_bytes_rolls_parquet_files_near_the_limit() -> None:
+    limit = 16 * 1024
+    rig = Rig(
+        **{
+            "file.max.bytes": str(limit),
+            "flush.size": "100000",
+            "format.class": "parquet",
+            "value.converter": "json",
+        }
+    )
+    values: list[bytes | None] = [
+        json.dumps({"id": i, "pad": f"{i * 7919 % 1000003:x}" * 8}).encode() for i in range(3000)
+    ]
+    rig.writer.append(rig.batch(0, 3000, values=values))
+    commits = rig.finish()
+    files = [f for m in commits for f in m.files]
+    assert len(files) > 3
+    assert rig.metrics.total("rotations_total", reason="file_max_bytes") == len(files) - 1
+    for f in files[:-1]:
+        assert limit * 0.5 <= f.size <= limit * 1.5, [f.size for f in files]
+    ids = [r["id"] for f in files for r in _parquet_rows(rig, f.key)]
+    assert ids == list(range(3000))
