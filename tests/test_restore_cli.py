@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import collections
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
 from s3sink.config import SinkConfig
 from s3sink.local import KafkaBroker
+from s3sink.restore import RestoreOptions, Restorer, _install_signals
 from s3sink.sink import storage_from_config
 from tests.rig.archive import markers
 from tests.rig.kafka import Consumed, create_topic, unique_name
@@ -257,3 +262,147 @@ def create_admin(bootstrap: str) -> Any:
     from confluent_kafka.admin import AdminClient
 
     return AdminClient({"bootstrap.servers": bootstrap})
+
+
+# -- 2. progress and a graceful stop -----------------------------------------------------------
+
+
+class Lines:
+    """The lines of a child's pipe, read by a thread as they come."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no line matching {pattern!r} in {self.lines[-20:]}"
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            assert line is not None, f"the pipe closed before {pattern!r}: {self.lines[-20:]}"
+            self.lines.append(line)
+            if re.search(pattern, line):
+                return line
+
+    def rest(self) -> list[str]:
+        self._thread.join(30)
+        while (line := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
+            self.lines.append(line)
+        return self.lines
+
+
+PROGRESS = r"restore progress: (\d+)/(\d+) records \((\d+)%\)"
+
+
+def test_sigterm_stops_between_transactions_and_a_rerun_completes(
+    kafka_bootstrap: str, backup: Archive
+) -> None:
+    """Log lines show the progress on a non-terminal; SIGTERM mid-restore stops after the
+    current transaction (exit 0, "rerun to continue"); the rerun finishes: each record once."""
+    target = create_topic(kafka_bootstrap, PARTITIONS)
+    cmd = _cmd(backup.props, target, "--transaction-records", "5", "--progress-interval", "0")
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        err = Lines(proc.stderr)
+        first = err.wait_for(PROGRESS)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.stdout.read()
+        assert proc.wait(60) == 0, "\n".join(err.rest()[-30:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    stderr = err.rest()
+    done, total, _ = map(int, re.search(PROGRESS, first).groups())  # type: ignore[union-attr]
+    assert total == N and 0 < done < N, first
+    assert any("SIGTERM: stopping after the current transaction" in x for x in stderr), stderr[-20:]
+    line = summary_line(out)
+    assert line.startswith("restore stopped (rerun to continue): "), line
+    stopped_at = int(line.split(": ", 1)[1].split(" records")[0].replace(",", ""))
+    assert 0 < stopped_at < N, line
+    # several commits, a progress line after each transaction, growing
+    seen = [int(m.group(1)) for x in stderr if (m := re.search(PROGRESS, x))]
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] < N, seen
+    # what read_committed consumers see: exactly the committed transactions, none left open
+    assert len(read_committed(kafka_bootstrap, target)) == stopped_at
+    assert log_ends(kafka_bootstrap, target, stable=True) == log_ends(kafka_bootstrap, target)
+
+    out, _ = restore_cli(backup.props, target, "--no-progress")
+    line = summary_line(out)
+    assert line.startswith(head(N - stopped_at, backup.source, target, kafka_bootstrap, 4)), line
+    assert "; resumed partition 0 at offset " in line, line
+    assert by_partition(read_committed(kafka_bootstrap, target)) == backup.want
+
+
+def test_second_signal_aborts_the_open_transaction(kafka_bootstrap: str, backup: Archive) -> None:
+    """The CLI's signal handler in this process: a first SIGTERM asks for a stop after the
+    transaction, a second one (while the transaction is open) aborts it and stops at once."""
+    target = create_topic(kafka_bootstrap, PARTITIONS)
+    opts = RestoreOptions(to_topic=target, transaction_records=100)
+
+    class Signalled(Restorer):
+        """SIGTERM twice to itself after the 250th record (inside the third transaction)."""
+
+        def _make_producer(self, mapping_key: bool) -> Any:
+            return SignallingProducer(super()._make_producer(mapping_key), target, 250)
+
+    restorer = Signalled(backup.cfg, opts)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _install_signals(restorer)
+        with pytest.raises(KeyboardInterrupt):
+            restorer.run()
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert restorer.stopped
+    # two transactions committed; the third was aborted, not left open
+    assert by_partition(read_committed(kafka_bootstrap, target)) == by_partition(
+        backup.records[:200]
+    )
+    ends = log_ends(kafka_bootstrap, target)
+    assert log_ends(kafka_bootstrap, target, stable=True) == ends
+    assert sum(ends.values()) >= 250 + 3  # the aborted records, the transaction markers
+
+    summary = Restorer(backup.cfg, opts).run()
+    assert summary.records == N - 200 and 0 in summary.resumed, summary.text()
+    assert by_partition(read_committed(kafka_bootstrap, target)) == backup.want
+
+
+class SignallingProducer:
+    """A real producer that sends this process SIGTERM twice after ``after`` records (once
+    they are on the broker)."""
+
+    def __init__(self, inner: Any, topic: str, after: int) -> None:
+        self._inner = inner
+        self._topic = topic
+        self._after = after
+        self._count = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def produce(self, topic: str, **kw: Any) -> None:
+        self._inner.produce(topic, **kw)
+        if topic == self._topic:
+            self._count += 1
+            if self._count == self._after:
+                # the open transaction's records on the broker: left open, they would hold
+                # read_committed consumers back (the last stable offset stays before them)
+                assert self._inner.flush(30) == 0
+                os.kill(os.getpid(), signal.SIGTERM)  # handled here: stop after the transaction
+                os.kill(os.getpid(), signal.SIGTERM)  # raises KeyboardInterrupt
