@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from formats import BUILTIN, load_format
+from formats import ALIASES, BUILTIN, load_format
 from formats.base import FileStats, Format, OutputStream, RecordWriter
 from formats.decoders import load_value_decoder
 from s3sink.config import SinkConfig
@@ -260,3 +260,22 @@ def test_decoded_types_survive(tmp_path: Any) -> None:
     got = pq.read_table(io.BytesIO(out.getvalue()))
     expected = table.schema.set(3, pa.field("ts_ns", pa.timestamp("us")))
     assert got.schema.remove_metadata().equals(expected)
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [
+        ("io.confluent.connect.s3.format.json.JsonFormat", "json"),
+        ("io.confluent.connect.s3.format.bytearray.ByteArrayFormat", "bytearray"),
+        ("io.confluent.connect.s3.format.parquet.ParquetFormat", "parquet"),
+        ("io.confluent.connect.s3.format.avro.AvroFormat", "avro"),
+    ],
+)
+def test_confluent_class_names(alias: str, name: str) -> None:
+    assert ALIASES[alias] == name
+    fmt = load_format(cfg(format_class=alias, value_converter="json"))
+    assert fmt.name == name
+    data, stats, _ = write(fmt, cfg(format_class=alias, value_converter="json"), [batch(VALUES)])
+    assert stats.records == len(VALUES)
+    got = read_back(name, data)
+    assert got == (VALUES if name == "bytearray" else DOCS)

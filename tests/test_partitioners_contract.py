@@ -196,6 +196,7 @@ def test_default_partitioner() -> None:
 @pytest.mark.parametrize(
     ("alias", "name"),
     [
+        ("io.confluent.connect.storage.partitioner.DefaultPartitioner", "default"),
         ("io.confluent.connect.storage.partitioner.FieldPartitioner", "field"),
         ("io.confluent.connect.storage.partitioner.TimeBasedPartitioner", "time"),
         ("io.confluent.connect.storage.partitioner.HourlyPartitioner", "hourly"),
@@ -204,6 +205,7 @@ def test_default_partitioner() -> None:
 )
 def test_confluent_class_names(alias: str, name: str) -> None:
     assert load_partitioner(cfg(name, partitioner_class=alias)).name == name
+    assert ALIASES[alias] == name
 
 
 def test_required_settings() -> None:
