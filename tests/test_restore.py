@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, TopicPartition
 from formats import load_format
 from formats.decoders import load_value_decoder
 from s3sink.clock import ManualClock
-from s3sink.commitlog import PartitionLog
+from s3sink.commitlog import ROOT, PartitionLog
 from s3sink.committer import Committer
 from s3sink.config import SinkConfig, parse
 from s3sink.context import build_context
@@ -50,9 +50,10 @@ from s3sink.restore import (
     sidecar_of,
 )
 from s3sink.rotation import RotationReason
-from s3sink.sink import Sink
+from s3sink.sink import Sink, storage_from_config
 from s3sink.storage.memory import MemoryStorage
 from s3sink.writer import PartitionWriter
+from tests.rig.archive import markers
 from tests.rig.kafka import (
     Consumed,
     Deliveries,
@@ -835,3 +836,146 @@ def test_restore_as_wire_format_avro_end_to_end(
     assert got == {
         p: [(k, json.loads(v or b"null"), h, ts) for k, v, h, ts in rs] for p, rs in want.items()
     }
+
+
+# -- bad records: dead-lettered to files or a topic ------------------------------------------
+
+
+def _maybe_bad(i: int) -> bytes | None:
+    if i % 11 == 5:
+        return None  # a tombstone: a bad record with behavior.on.null.values=fail
+    if i % 7 == 3:
+        return b"{not json %d" % i
+    return b'{"id":%d,"s":"x"}' % i
+
+
+@pytest.fixture(scope="module")
+def with_bad_records(kafka_bootstrap: str) -> tuple[str, list[Consumed]]:
+    """A 2-partition topic whose bad records sit between good ones."""
+    source = create_topic(kafka_bootstrap, 2)
+    produce_n(
+        kafka_bootstrap,
+        source,
+        400,
+        value=_maybe_bad,
+        key=lambda i: b"k%d" % (i % 13),
+        headers=lambda i: [("h", b"%d" % i)],
+        timestamp_ms=lambda i: T0 + i,
+    )
+    return source, read_committed(kafka_bootstrap, source)
+
+
+@pytest.mark.parametrize("dead_letter_topic", [False, True], ids=["error-files", "dlq-topic"])
+def test_dead_lettered_records_are_skipped_without_a_gap(
+    dead_letter_topic: bool,
+    kafka_bootstrap: str,
+    with_bad_records: tuple[str, list[Consumed]],
+    tmp_path: Path,
+) -> None:
+    """errors.tolerance=all: bad records go to error files under ``_s3sink/errors/`` (in the
+    commit of the records around them) or to a dead-letter topic (their offsets then lie inside
+    a commit's range with no file row). The restore replays the good records only, counts the
+    others in its summary, and takes neither for a gap: a rerun resumes at the log's end."""
+    source, records = with_bad_records
+    good = [r for r in records if r.value is not None and r.value.startswith(b'{"id"')]
+    bad = len(records) - len(good)
+    assert 0 < bad < len(records) // 2
+    extra = {
+        "format.class": "json",
+        "value.converter": "json",
+        "store.kafka.metadata": "true",
+        "errors.tolerance": "all",
+        "flush.size": "40",
+    }
+    dlq = None
+    if dead_letter_topic:
+        dlq = create_topic(kafka_bootstrap, 1, prefix="dlq")
+        extra["errors.deadletterqueue.topic.name"] = dlq
+        extra["errors.deadletterqueue.topic.replication.factor"] = "1"
+    cfg = sink_config(kafka_bootstrap, source, {"storage.url": tmp_path.as_uri()}, **extra)
+    Sink(cfg).run(catchup=True)
+    storage = storage_from_config(cfg)
+    error_rows = [
+        line
+        for info in storage.list(f"{ROOT}/errors/{source}/")
+        for line in storage.get(info.key)[0].splitlines()
+        if line
+    ]
+    if dlq is None:
+        assert len(error_rows) == bad
+    else:
+        assert error_rows == []
+        assert len(read_committed(kafka_bootstrap, dlq)) == bad
+
+    target = create_topic(kafka_bootstrap, 2)
+    summary = Restorer(cfg, RestoreOptions(to_topic=target, transaction_records=50)).run()
+    assert summary.records == len(good)
+    assert by_partition(read_committed(kafka_bootstrap, target)) == by_partition(good)
+    text = summary.text()
+    if dlq is None:
+        assert summary.error_records == bad and summary.no_record == 0
+        assert f"; {bad:,} bad records in error files not replayed;" in text, text
+        assert "without a record" not in text, text
+    else:
+        assert summary.error_records == 0 and summary.no_record == bad
+        assert (
+            f"; {bad:,} offsets without a record in the archive (records sent to the "
+            f"dead-letter topic {dlq}, compacted away or transaction markers) not replayed;"
+        ) in text, text
+        assert "error files" not in text, text
+    # the progress ends where each partition's log ends, past trailing bad records too
+    ends = {r.partition: r.offset + 1 for r in records}
+    again = Restorer(cfg, RestoreOptions(to_topic=target)).run()
+    assert again.records == 0 and again.resumed == ends, again.text()
+    assert len(read_committed(kafka_bootstrap, target)) == len(good)
+
+
+# -- what is not committed, and committed files gone from their final key ----------------------
+
+
+def test_only_committed_files_are_read_from_their_final_or_staging_key(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A data file under topics.dir that no marker names and a staging file without a marker
+    are never replayed; a committed file missing from its final key (committed, not yet
+    published) is read from its staging copy; with both gone, the error says what is missing
+    and points at ``s3sink verify``."""
+    source = create_topic(kafka_bootstrap, 2)
+    n = 300
+    produce_varied(kafka_bootstrap, source, n)
+    cfg = sink_config(
+        kafka_bootstrap, source, {"storage.url": tmp_path.as_uri()}, **{"flush.size": "50"}
+    )
+    archive(cfg, n)
+    want = by_partition(read_committed(kafka_bootstrap, source))
+    storage = storage_from_config(cfg)
+    logs = {p: [m for m in markers(storage, source, p) if m.files] for p in (0, 1)}
+    assert all(len(ms) >= 2 for ms in logs.values()), logs
+    first = logs[0][0].files[0]
+    data, _ = storage.get(first.key)
+    # an orphan beside the committed files, and an upload that never got a marker
+    orphan = first.key.rsplit("+", 1)[0] + "+0000099999.avro"
+    storage.put(orphan, data)
+    unmarked = f"{ROOT}/staging/{source}/0/e0000000099/attempt-x/000001-{orphan.rsplit('/')[-1]}"
+    storage.put(unmarked, data)
+    # a committed file back in the state "marker written, not yet published"
+    moved = logs[1][1].files[0]
+    storage.put(moved.staging, storage.get(moved.key)[0])
+    storage.delete(moved.key)
+    assert storage.head(moved.key) is None
+
+    target = create_topic(kafka_bootstrap, 2)
+    summary = Restorer(cfg, RestoreOptions(to_topic=target)).run()
+    assert summary.records == n
+    assert summary.files == sum(len(m.files) for ms in logs.values() for m in ms)
+    assert by_partition(read_committed(kafka_bootstrap, target)) == want
+
+    storage.delete(moved.staging)
+    lost = create_topic(kafka_bootstrap, 2)
+    with pytest.raises(RestoreError) as exc:
+        Restorer(cfg, RestoreOptions(to_topic=lost, partitions=(1,))).run()
+    assert str(exc.value) == (
+        f"committed file {moved.key} is missing (and so is its staging copy); run "
+        "`s3sink verify` to inspect the archive"
+    )
+    assert read_committed(kafka_bootstrap, lost) == []
