@@ -182,3 +182,110 @@ def test_invalid_utf8_and_huge_records() -> None:
     ]
     run(SchemalessJsonDecoder(), values)
     run(load_value_decoder(SinkConfig(bootstrap_servers="x", value_converter="string")), values)
+
+
+# -- huge records -------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+HUGE_TEXT = "".join(chr(0x61 + i % 26) for i in range(26)) * (3 * MIB // 26)  # ~3 MiB
+HUGE_BLOB = bytes(range(256)) * (2 * MIB // 256)  # 2 MiB
+HUGE_ITEMS = [f"item-{i:06d}-" + "z" * 80 for i in range(12_000)]  # ~1 MiB in many strings
+HUGE_CTX = SerializationContext("huge", MessageField.VALUE)
+
+
+def _huge_batch(values: list[bytes | None]) -> RecordBatch:
+    n = len(values)
+    return RecordBatch("huge", 0, list(range(n)), [0] * n, [1] * n, [None] * n, values, [None] * n)
+
+
+def _huge_proto_class() -> Any:
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="huge.proto", package="fuzz", syntax="proto3")
+    m = fdp.message_type.add(name="Huge")
+    m.field.add(name="id", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="text", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    m.field.add(name="blob", number=3, type=F.TYPE_BYTES, label=F.LABEL_OPTIONAL)
+    m.field.add(name="items", number=4, type=F.TYPE_STRING, label=F.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("fuzz.Huge"))
+
+
+def _huge_values(converter: str, url: str) -> tuple[bytes, bytes]:
+    """A huge valid value and a small one, in the wire format of ``converter``."""
+    client = SchemaRegistryClient({"url": url})
+    if converter == "avro":
+        schema: dict[str, Any] = {
+            "type": "record",
+            "name": "Huge",
+            "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "text", "type": "string"},
+                {"name": "blob", "type": "bytes"},
+                {"name": "items", "type": {"type": "array", "items": "string"}},
+            ],
+        }
+        ser = AvroSerializer(client, json.dumps(schema))
+        big = ser({"id": 1, "text": HUGE_TEXT, "blob": HUGE_BLOB, "items": HUGE_ITEMS}, HUGE_CTX)
+        small = ser({"id": 2, "text": "s", "blob": b"b", "items": ["i"]}, HUGE_CTX)
+        return big, small
+    if converter == "jsonschema":
+        jschema: dict[str, Any] = {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "text": {"type": "string"},
+                "items": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+        jser = JSONSerializer(json.dumps(jschema), client)
+        big = jser({"id": 1, "text": HUGE_TEXT, "items": HUGE_ITEMS}, HUGE_CTX)
+        small = jser({"id": 2, "text": "s", "items": ["i"]}, HUGE_CTX)
+        return big, small
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+
+    cls = _huge_proto_class()
+    pser = ProtobufSerializer(cls, client, {"use.deprecated.format": False})
+    msg = cls(id=1, text=HUGE_TEXT, blob=HUGE_BLOB)
+    msg.items.extend(HUGE_ITEMS)
+    return pser(msg, HUGE_CTX), pser(cls(id=2, text="s", blob=b"b", items=["i"]), HUGE_CTX)
+
+
+@pytest.mark.parametrize("converter", ["avro", "jsonschema", "protobuf"])
+def test_huge_records(registry: SchemaRegistryServer, converter: str) -> None:
+    """A record of several MiB decodes whole; the same record cut short is a bad record (with
+    a reason) and the records around it still decode."""
+    big, small = _huge_values(converter, registry.url)
+    assert len(big) > 4 * MIB
+    decoder = load_value_decoder(
+        SinkConfig(
+            bootstrap_servers="127.0.0.1:9",
+            value_converter=converter,
+            value_converter_schema_registry_url=registry.url,
+            format_class="parquet",
+        )
+    )
+    values: list[bytes | None] = [
+        small,
+        big,
+        big[: len(big) - 7],  # inside the last string
+        big[: len(big) // 2],  # inside the text (or the blob)
+        big[:9],  # just past the header
+        small,
+    ]
+    b = _huge_batch(values)
+    d = decoder.decode(b)
+    check_decoded(b, d)
+    assert sorted(d.errors) == [2, 3, 4]
+    rows = [r for p in d.parts if p.table is not None for r in p.table.to_pylist()]
+    assert [r["id"] for r in rows] == [2, 1, 2]
+    huge = rows[1]
+    assert huge["text"] == HUGE_TEXT
+    assert huge["items"] == HUGE_ITEMS
+    if converter != "jsonschema":
+        assert huge["blob"] == HUGE_BLOB
+    # the decoder is still usable afterwards
+    again = decoder.decode(_huge_batch([big]))
+    assert not again.errors
