@@ -12,9 +12,12 @@ import pytest
 import yaml
 
 from s3sink.config import docs_markdown, parse, parse_properties, read_config_file
-from tests.test_connect_example import EXAMPLE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+#: The Kafka Connect connector config the README shows (CI clones next to ``shared/``).
+EXAMPLE = Path(__file__).resolve().parents[2] / "shared/examples/confluent-s3-sink-orders.json"
+if not EXAMPLE.exists():
+    EXAMPLE = Path("/work/shared/examples/confluent-s3-sink-orders.json")
 
 #: The only values the environment supplies: addresses (the Connect worker's bootstrap servers).
 ADDRESSES = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
