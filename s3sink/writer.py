@@ -284,12 +284,12 @@ class PartitionWriter:
                         self.seal(RotationReason.ROTATE_INTERVAL)
                         continue
                     j = i + k
-            j = self._bytes_cut(sub.values, i, j)
+            j, raw = self._bytes_cut(sub.values, i, j)
             chunk = sub.slice(i, j) if (i, j) != (0, n) else sub
             ctab = None if table is None else (table.slice(i, j - i) if (i, j) != (0, n) else table)
             before = self._data_bytes()
             self._write_chunk(chunk, ctab, times[i:j], schema, now)
-            grown, raw = self._data_bytes() - before, chunk.value_bytes()
+            grown = self._data_bytes() - before
             if grown > 0 and raw > 0:
                 self._bytes_ratio = (grown, raw)
             i = j
@@ -297,20 +297,23 @@ class PartitionWriter:
             if reason is not None:
                 self.seal(reason)
 
-    def _bytes_cut(self, values: Sequence[bytes | None], i: int, j: int) -> int:
+    def _bytes_cut(self, values: Sequence[bytes | None], i: int, j: int) -> tuple[int, int]:
         """End of the chunk starting at ``i`` so that no file passes ``file.max.bytes`` by more
-        than a record: a consumer batch can hold many files' worth. Estimated from the raw
-        values and the encoded/raw ratio of the last chunk (the file rolls after the chunk
-        is written, on its real size)."""
+        than a record (a consumer batch can hold many files' worth), and the chunk's raw value
+        bytes. Estimated from the raw values and the encoded/raw ratio of the last chunk; the
+        file rolls after the chunk is written, on its real size."""
         room = self.ctx.policy.file_max_bytes - self.state().largest_file_bytes
         window = values[i:j]
         if None in window:
             window = [v or b"" for v in window]
         sizes = list(accumulate(map(len, window)))  # type: ignore[arg-type]
+        if not sizes:
+            return j, 0
         enc, raw = self._bytes_ratio
-        if not sizes or sizes[-1] * enc < room * raw:
-            return j
-        return i + max(1, bisect_left(sizes, room * raw, key=lambda s: s * enc) + 1)
+        if sizes[-1] * enc < room * raw:
+            return j, sizes[-1]
+        k = max(1, bisect_left(sizes, room * raw, key=lambda s: s * enc) + 1)
+        return i + k, sizes[k - 1]
 
     def _data_bytes(self) -> int:
         return sum(f.writer.bytes_written() for k, f in self.files.items() if _is_data(k))
