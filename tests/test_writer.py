@@ -313,6 +313,20 @@ def interleaved_avro(registry_url: str) -> tuple[str, list[bytes | None]]:
     return registry_url, values
 
 
+def _file_columns_and_rows(rig: Rig, key: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns (Parquet schema / Avro writer schema) and rows of a committed file."""
+    import io
+
+    if key.endswith(".parquet"):
+        return _parquet_names(rig, key), _parquet_rows(rig, key)
+    import fastavro
+
+    reader = fastavro.reader(io.BytesIO(rig.storage.get(key)[0]))
+    schema: Any = reader.writer_schema
+    rows: list[dict[str, Any]] = [r for r in reader if isinstance(r, dict)]
+    return [f["name"] for f in schema["fields"]], rows
+
+
 @pytest.mark.parametrize(
     ("mode", "files", "qty"),
     [
@@ -325,12 +339,15 @@ def interleaved_avro(registry_url: str) -> tuple[str, list[bytes | None]]:
         ("FORWARD", [10], [[None] * 10]),
     ],
 )
-@pytest.mark.parametrize("per_record", [False, True])
+@pytest.mark.parametrize(
+    ("fmt", "per_record"), [("parquet", False), ("parquet", True), ("avro", False)]
+)
 def test_interleaved_schema_versions_per_compatibility(
     interleaved_avro: tuple[str, list[bytes | None]],
     mode: str,
     files: list[int],
     qty: list[list[int | None]],
+    fmt: str,
     per_record: bool,
 ) -> None:
     url, values = interleaved_avro
@@ -338,7 +355,7 @@ def test_interleaved_schema_versions_per_compatibility(
         **{
             "value.converter": "avro",
             "value.converter.schema.registry.url": url,
-            "format.class": "parquet",
+            "format.class": fmt,
             "schema.compatibility": mode,
         }
     )
@@ -351,10 +368,15 @@ def test_interleaved_schema_versions_per_compatibility(
     data = [f for m in commits for f in m.files]
     assert [f.records for f in data] == files
     assert rig.metrics.total("rotations_total", reason="schema_change") == len(files) - 1
-    rows = [_parquet_rows(rig, f.key) for f in data]
+    read = [_file_columns_and_rows(rig, f.key) for f in data]
+    rows = [file_rows for _, file_rows in read]
     assert [r["id"] for file_rows in rows for r in file_rows] == list(range(10))
     assert [[r.get("qty") for r in file_rows] for file_rows in rows] == qty
     assert all(r["item"] == f"i{r['id']}" for file_rows in rows for r in file_rows)
+    # a file has the qty column exactly when it is written with v2
+    for (columns, _), file_qty in zip(read, qty, strict=True):
+        has_v2 = any(q is not None for q in file_qty)
+        assert columns == (["id", "item", "qty"] if has_v2 else ["id", "item"])
 
 
 # -- record time from a field (timestamp.extractor=RecordField) ------------------------------
