@@ -516,6 +516,10 @@ def test_errors_tolerance_none_with_several_schemas_in_one_file(registry_url: st
         for line in rig.storage.get(f.key)[0].splitlines()
     ]
     assert committed == [0, 0, 1]
+    from s3sink.verify import verify
+
+    report = verify(rig.storage, rig.config)
+    assert report.ok, report.problems
 
 
 # -- file.max.bytes ---------------------------------------------------------------------------
