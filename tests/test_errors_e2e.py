@@ -16,7 +16,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import uuid
 from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
 
 from s3sink.commitlog import Marker
 from s3sink.config import parse
@@ -137,7 +140,9 @@ def test_tolerance_all_sends_the_bad_record_to_the_dead_letter_topic(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     topic = _topic(kafka_bootstrap)
-    dlq = create_topic(kafka_bootstrap, 1, prefix="dlq")
+    # the sink creates the dead-letter topic, as Kafka Connect does: one partition, and the
+    # configured replication factor (3 by default) lowered to the rig's single broker
+    dlq = f"dlq-{uuid.uuid4().hex[:12]}"
     _fill(kafka_bootstrap, topic)
     raw = _config(
         kafka_bootstrap,
@@ -151,6 +156,8 @@ def test_tolerance_all_sends_the_bad_record_to_the_dead_letter_topic(
     assert summary.records == N - 1 and summary.bad_records == 1
     assert sink.metrics.total("bad_records_total") == 1
     assert sink.metrics.total("dead_lettered_records_total") == 1
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    assert len(admin.list_topics(dlq, timeout=10).topics[dlq].partitions) == 1
 
     [dead] = consume(kafka_bootstrap, dlq)
     assert dead.key == BAD_KEY
@@ -166,6 +173,7 @@ def test_tolerance_all_sends_the_bad_record_to_the_dead_letter_topic(
         "__connect.errors.offset": str(K).encode(),
         "__connect.errors.connector.name": cfg.name.encode(),
         "__connect.errors.stage": b"VALUE_CONVERTER",
+        "__connect.errors.exception.class.name": b"s3sink.errors.RecordError",
     }
 
     storage = storage_from_config(cfg)
