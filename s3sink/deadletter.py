@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from s3sink.config import SinkConfig
 from s3sink.errors import FatalError, RecordError, RetriableError
