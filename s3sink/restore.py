@@ -5,7 +5,10 @@ What is read
     them (never the listing of ``topics.dir``), per source partition in marker order, which is
     offset order. A committed file that is not published yet is read from its staging key.
     Files of one commit (several with a field or time partitioner) are merged by offset when
-    their records carry offsets. Error files (``_s3sink/errors/``) are not replayed.
+    their records carry offsets. Bad records (``errors.tolerance=all``) are not replayed:
+    neither the error files under ``_s3sink/errors/`` nor the records a dead-letter topic got
+    instead, whose offsets lie inside a commit's range with no file row; the summary counts
+    both (a marker's range is contiguous with the next, so such offsets are never a gap).
 
 What is written
     Key, value (tombstones included), headers (order and duplicates kept) and the timestamp,
@@ -778,8 +781,8 @@ class Summary:
                 else ""
             )
             parts.append(
-                f"{self.no_record:,} offsets without a record in the archive ({why}compacted "
-                "away or transaction markers) not replayed"
+                f"{self.no_record:,} offsets without a record in the archive ({why}removed by "
+                "retention or compaction, or transaction markers) not replayed"
             )
         if self.inexact:
             parts.append(
@@ -1154,8 +1157,8 @@ class Restorer:
                 every = data_units(m, self.config.topics_dir)
                 errors = sum(f.records for f in m.files if f.key.startswith(f"{ROOT}/"))
                 # offsets the commit covers without an archived record: dead-lettered to a
-                # topic, compacted away, or transaction markers (never a gap: the log is
-                # contiguous in offsets)
+                # topic, removed by retention or compaction, or transaction markers (never a
+                # gap: the log is contiguous in offsets)
                 self.summary.no_record += max(
                     0, m.end - m.start - errors - sum(u.data.records for u in every)
                 )

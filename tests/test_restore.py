@@ -5,7 +5,9 @@ explicit timestamps are archived by the sink in process (``format.class=backup``
 restored into a new topic on the same broker and into a second broker; the targets must hold
 the same records byte for byte, in the same per-partition order, read with
 ``isolation.level=read_committed``. The restore is also killed with SIGKILL mid-way (inside a
-transaction, and from outside) and run again: nothing lost, nothing repeated.
+transaction, and from outside) and run again: nothing lost, nothing repeated. Bad records
+(error files, a dead-letter topic) are skipped without a false gap; files no marker names are
+never read, and a committed file missing from its final key is read from its staging copy.
 """
 
 from __future__ import annotations
@@ -920,7 +922,8 @@ def test_dead_lettered_records_are_skipped_without_a_gap(
         assert summary.error_records == 0 and summary.no_record == bad
         assert (
             f"; {bad:,} offsets without a record in the archive (records sent to the "
-            f"dead-letter topic {dlq}, compacted away or transaction markers) not replayed;"
+            f"dead-letter topic {dlq}, removed by retention or compaction, or transaction "
+            "markers) not replayed;"
         ) in text, text
         assert "error files" not in text, text
     # the progress ends where each partition's log ends, past trailing bad records too
