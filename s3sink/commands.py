@@ -63,7 +63,11 @@ def add_parsers(sub: Any) -> None:
             sub.add_parser("catchup", help="archive up to the end offsets seen at start, then exit")
         )
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (shown when standard output is a terminal)",
+    )
     p.set_defaults(handler=cmd_catchup)
     p = with_config(sub.add_parser("verify", help="audit the commit log against the listing"))
     p.add_argument(
@@ -200,11 +204,14 @@ def parse_assignment(text: str) -> list[tuple[str, int]]:
 
 
 def cmd_catchup(args: argparse.Namespace) -> int:
-    from s3sink.sink import Sink, progress_printer
+    from s3sink.progress import ProgressBar
+    from s3sink.sink import Sink
 
     cfg = _load(args)
     setup_logging(cfg.log_format, cfg.log_level, secret_values(cfg))
-    show = None if args.no_progress or not sys.stderr.isatty() else progress_printer()
+    # the bar goes where the summary goes, and only to a terminal: on a pipe or in a file,
+    # standard output is the summary line alone
+    bar = None if args.no_progress or not sys.stdout.isatty() else ProgressBar(sys.stdout)
     if args.task_index is not None:
         from s3sink.tasks import tag_logs
 
@@ -212,16 +219,22 @@ def cmd_catchup(args: argparse.Namespace) -> int:
     elif cfg.tasks_max > 1:
         from s3sink.tasks import catchup_tasks
 
-        return catchup_tasks(args, cfg, show)
+        try:
+            return catchup_tasks(args, cfg, bar)
+        finally:
+            if bar is not None:
+                bar.close()
     sink = Sink(cfg)
     _install_signals(sink.stop, sink.abandon, cfg.shutdown_timeout_ms)
     if args.task_index is not None:
         from s3sink.tasks import await_start
 
         await_start()
-    summary = sink.run(catchup=True, progress=show, assignment=args.assign)
-    if show is not None:
-        sys.stderr.write("\n")
+    try:
+        summary = sink.run(catchup=True, progress=bar, assignment=args.assign)
+    finally:
+        if bar is not None:
+            bar.close()
     print(summary.text())
     if not sink.clean:
         exit_now(0)
