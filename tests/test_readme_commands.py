@@ -212,15 +212,25 @@ class Swap:
         self.mapping = dict(mapping)
 
     def __call__(self, text: str) -> str:
-        if not self.mapping:
-            return text
         pattern = "|".join(re.escape(k) for k in sorted(self.mapping, key=len, reverse=True))
-        swapped = re.sub(pattern, lambda m: self.mapping[m.group(0)], text)
-        back = {v: k for k, v in self.mapping.items()}
-        restored = re.sub(
-            "|".join(re.escape(k) for k in sorted(back, key=len, reverse=True)),
-            lambda m: back[m.group(0)],
-            swapped,
+        used: dict[str, str] = {}
+
+        def swap(m: re.Match[str]) -> str:
+            used[m.group(0)] = self.mapping[m.group(0)]
+            return used[m.group(0)]
+
+        swapped = re.sub(pattern, swap, text) if self.mapping else text
+        # swapping back the values used gives the README's text again: nothing else changed
+        back = {v: k for k, v in used.items()}
+        assert len(back) == len(used), f"two names swapped to one value in {text!r}"
+        restored = (
+            re.sub(
+                "|".join(re.escape(k) for k in sorted(back, key=len, reverse=True)),
+                lambda m: back[m.group(0)],
+                swapped,
+            )
+            if back
+            else swapped
         )
         assert restored == text, "the swap map changed more than addresses and names"
         return swapped
