@@ -439,8 +439,11 @@ DATA_SUFFIXES = {
 
 
 def data_file_glob(fmt: str) -> str:
-    """A glob matching the data files of ``fmt`` and not the keys/headers files beside them."""
-    return "*[0-9].{" + ",".join(DATA_SUFFIXES[fmt]) + "}"
+    """A glob matching the data files of ``fmt`` and not the keys/headers files beside them.
+
+    Data files end ``+<offset>.<suffix>``: the two characters before the suffix are digits (or
+    ``+`` and a digit), which ``...keys.lz4.parquet`` (``z4``) and ``...headers.json`` are not."""
+    return "*[+0-9][0-9].{" + ",".join(DATA_SUFFIXES[fmt]) + "}"
 
 
 def sample_from_output(storage: Storage, config: SinkConfig, topic: str, fmt: str) -> Sample:

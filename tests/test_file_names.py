@@ -173,15 +173,6 @@ SIDECAR_CASES = [
     pytest.param(
         i,
         kind,
-        marks=[
-            pytest.mark.xfail(
-                strict=True,
-                reason="s3sink/ddl.py data_file_glob: '*[0-9].parquet' also matches "
-                "'<name>.keys.lz4.parquet' (the 4 of lz4 is taken for the offset's last digit)",
-            )
-        ]
-        if FORMATS[i][1] == ".lz4.parquet"
-        else [],
         id=f"{FORMATS[i][1]}-{kind}",
     )
     for i in range(len(FORMATS))
