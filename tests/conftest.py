@@ -10,12 +10,18 @@
 
 Tests using these fixtures are marked ``integration`` (and ``minio``) automatically, so
 ``pytest -m "not integration"`` runs the fast unit tests alone.
+
+Figures the crash tests compute (``tests.rig.sinkproc.info`` / ``figures``) go to JSON reports
+under ``.cache/test-reports/``; the terminal summary prints every report the session wrote.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,6 +31,8 @@ from tests.rig.s3 import create_bucket, endpoint_from_env
 from tests.rig.s3 import s3_client as s3_client_for
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from mypy_boto3_s3 import S3Client
 
 _KAFKA = {"kafka_bootstrap", "kafka_broker"}
@@ -41,6 +49,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if used & _MINIO:
             item.add_marker(pytest.mark.minio)
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+def _figures_rig() -> ModuleType | None:
+    """The module that writes the figure reports, if a test of this session loaded it."""
+    return sys.modules.get("tests.rig.sinkproc")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A test that wrote figures gets its outcome in its report."""
+    rig = _figures_rig()
+    if rig is None or not (report.when == "call" or report.failed):
+        return
+    if rig.report_path(report.nodeid) in rig.written_reports:
+        outcome: str = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        if report.when != "call":
+            outcome = f"{outcome} in {report.when}"
+        rig.update_report(report.nodeid, outcome=outcome)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every figure report this session wrote (CI logs show them; the JSON files stay)."""
+    rig = _figures_rig()
+    paths: list[Path] = list(rig.written_reports) if rig is not None else []
+    if not paths:
+        return
+    terminalreporter.write_sep("=", "figures")
+    root = Path(str(terminalreporter.config.rootpath))
+    for path in paths:
+        data = json.loads(path.read_text())
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        outcome = data.get("outcome") or "unfinished"
+        terminalreporter.write_line(f"{data['test']} ({outcome}) -> {shown}")
+        for line in data.get("lines", []):
+            terminalreporter.write_line(f"    {line}")
+        values = data.get("figures") or {}
+        if values:
+            terminalreporter.write_line(
+                "    figures: " + ", ".join(f"{k}={v}" for k, v in values.items())
+            )
 
 
 # -- Kafka -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ final ``s3sink catchup``. The checker lists ``topics.dir`` as a reader would and
 with what was produced (no loss, no duplicate), checks that each partition's log is contiguous
 from offset 0 to the end offset, that ``s3sink verify`` is clean and that no staging file or
 multipart upload is left. Figures (kills, records, duplicates, losses, fencing events, recovery
-time p50/p99) are printed.
+time p50/p99) go to the test's JSON report (``.cache/test-reports/``) and the terminal summary.
 
 Size: ``KILL_TEST_RECORDS_PER_PARTITION`` (default 200,000, the issue's figure) and
 ``KILL_TEST_RANDOM_KILLS`` (default 20); ``KILL_TEST_SEED`` replays a run's kill schedule.
@@ -32,6 +32,7 @@ from tests.rig.sinkproc import (
     IdProducer,
     SinkProcess,
     check_archive,
+    figures,
     info,
     percentile,
     run_command,
@@ -164,6 +165,28 @@ def test_sigkill_at_random_moments_and_every_failpoint(
     )
     info(f"catch-up: {summary[-1] if summary else '?'}")
     info(f"wall time: kill phase {kill_phase:.0f}s, total {time.monotonic() - started:.0f}s")
+    figures(
+        seed=seed,
+        kills=kills,
+        random_kills=RANDOM_KILLS,
+        failpoint_kills=len(failpoint_kills),
+        records_produced=check.produced,
+        records_archived=check.archived,
+        duplicates=check.duplicates,
+        losses=check.missing,
+        unexpected=check.unexpected,
+        commits=check.commits,
+        files=check.files,
+        fence_markers=check.fences,
+        fenced_log_lines=fenced_lines,
+        recovery_samples=len(recovery),
+        recovery_p50_s=round(percentile(recovery, 50), 3),
+        recovery_p99_s=round(percentile(recovery, 99), 3),
+        recovery_max_s=round(max(recovery, default=float("nan")), 3),
+        runs_killed_before_first_commit=no_commit_runs,
+        kill_phase_s=round(kill_phase, 1),
+        total_s=round(time.monotonic() - started, 1),
+    )
     assert not check.problems(), "\n".join(check.problems())
     assert kills >= 20 + len(FAILPOINTS)
     # every partition was taken over after every kill that got as far as its assignment
@@ -213,3 +236,52 @@ def test_a_multipart_upload_killed_midway_is_aborted_by_the_next_owner(
     check = check_archive(storage, topic, range(n), {0: n})
     assert not check.problems(), "\n".join(check.problems())
     info(f"multipart: {len(left)} upload(s) left by the kill, aborted by the next takeover")
+    figures(uploads_left_by_the_kill=len(left), uploads_aborted=len(left))
+
+
+def test_figures_go_to_a_json_report_and_the_terminal_summary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The reporting the crash tests rely on: lines and named figures land in this test's JSON
+    report, the outcome is added by the hook, and the summary prints it."""
+    from tests import conftest
+    from tests.rig import sinkproc
+
+    monkeypatch.setenv("TEST_REPORTS_DIR", str(tmp_path))
+    nodeid = request.node.nodeid
+    assert sinkproc.current_test() == nodeid
+    info("kills", 3, "p50", 0.5)
+    figures(kills=3, recovery_p50_s=0.5, recovery_p99_s=float("nan"))
+    path = sinkproc.report_path(nodeid)
+    assert path.parent == tmp_path
+    assert path.name == (
+        "test_exactly_once_kill__test_figures_go_to_a_json_report_and_the_terminal_summary.json"
+    )
+    data = json.loads(path.read_text())
+    assert data["test"] == nodeid
+    assert data["lines"] == ["kills 3 p50 0.5"]
+    assert data["figures"] == {"kills": 3, "recovery_p50_s": 0.5, "recovery_p99_s": None}
+
+    report = pytest.TestReport(nodeid, ("x", 1, "t"), {}, "passed", None, "call")
+    conftest.pytest_runtest_logreport(report)
+    assert json.loads(path.read_text())["outcome"] == "passed"
+
+    class Terminal:
+        def __init__(self) -> None:
+            self.config = request.config
+            self.out: list[str] = []
+
+        def write_sep(self, sep: str, title: str) -> None:
+            self.out.append(f"{sep * 3} {title}")
+
+        def write_line(self, line: str) -> None:
+            self.out.append(line)
+
+    terminal = Terminal()
+    conftest.pytest_terminal_summary(terminal)  # type: ignore[arg-type]
+    text = "\n".join(terminal.out)
+    assert f"{nodeid} (passed) -> {path}" in text
+    assert "    kills 3 p50 0.5" in text
+    assert "    figures: kills=3, recovery_p50_s=0.5, recovery_p99_s=None" in text
+    # a self-check, not a report for the session's summary
+    sinkproc.written_reports.remove(path)

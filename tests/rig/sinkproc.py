@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,17 @@ __all__ = [
     "all_markers",
     "archived_ids",
     "check_archive",
+    "figures",
+    "info",
     "percentile",
+    "report_path",
     "run_command",
     "s3_keys",
     "sink_config",
     "storage_of",
+    "update_report",
     "write_config",
+    "written_reports",
 ]
 
 
@@ -349,9 +354,80 @@ def run_command(
     return code, proc.text()
 
 
+# -- figures ---------------------------------------------------------------------------------
+#
+# The crash tests compute figures (kills, duplicates, losses, fencing events, recovery times).
+# Each test's figures go to a JSON report, ``.cache/test-reports/<test>.json`` under the
+# repository (ignored by git; ``$TEST_REPORTS_DIR`` moves it, e.g. for a CI artifact), and the
+# terminal summary (tests/conftest.py) prints every report the session wrote.
+
+#: The reports this process wrote, in order (a report from an earlier session is replaced).
+written_reports: list[Path] = []
+
+
+def report_dir() -> Path:
+    override = os.environ.get("TEST_REPORTS_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / ".cache" / "test-reports"
+
+
+def current_test() -> str:
+    """The running test's node id (``PYTEST_CURRENT_TEST`` without its phase)."""
+    return os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0] or "outside-a-test"
+
+
+def report_path(nodeid: str) -> Path:
+    name = nodeid.removeprefix("tests/").replace(".py::", "__")
+    return report_dir() / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".json")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN (no sample) is not JSON
+    return value
+
+
+def update_report(
+    nodeid: str | None = None,
+    *,
+    line: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    outcome: str | None = None,
+) -> Path:
+    """Add a line, figures or the outcome to a test's report (this session's, else a new one)."""
+    nodeid = nodeid or current_test()
+    path = report_path(nodeid)
+    if path in written_reports:
+        data = json.loads(path.read_text())
+    else:
+        data = {"test": nodeid, "outcome": None, "figures": {}, "lines": []}
+    if line is not None:
+        data["lines"].append(line)
+    for key, value in (values or {}).items():
+        data["figures"][key] = _jsonable(value)
+    if outcome is not None:
+        data["outcome"] = outcome
+    data["written"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
+    if path not in written_reports:
+        written_reports.append(path)
+    return path
+
+
 def info(*parts: Any) -> None:
-    """Print a figure line for the test report (shown with ``pytest -s`` or on failure)."""
-    print("[figures]", *parts, flush=True)
+    """A figure line: printed (``pytest -s``), and kept in the test's report."""
+    line = " ".join(str(p) for p in parts)
+    print("[figures]", line, flush=True)
+    update_report(line=line)
+
+
+def figures(**values: Any) -> None:
+    """Named figures (numbers, short strings) for the test's report."""
+    update_report(values=values)
 
 
 # -- configs ---------------------------------------------------------------------------------
