@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -19,7 +20,9 @@ import pytest
 
 from formats import load_format
 from partitioners import load_partitioner
+from partitioners.base import Partitioner
 from s3sink.config import parse, parse_properties
+from s3sink.plugins import _import
 from s3sink.sink import Sink
 from tests.rig.kafka import Deliveries, create_topic, produce_n, unique_name
 from tests.test_readme import fenced_blocks
@@ -191,6 +194,22 @@ def test_every_partitioner_subsection_has_a_run_example() -> None:
     assert any("." in name for name in run), "the custom partitioner example"
     headings = {h for h, _lang, _b in SECTION_BLOCKS if h.startswith("#### ")}
     assert headings - {h for h, _p, _s in EXAMPLES} == {"#### Athena"}
+
+
+@pytest.mark.usefixtures("plugin_on_path")
+def test_custom_partitioner_entry_point_names_the_class() -> None:
+    """The ``pyproject.toml`` snippet registers the README's class in s3sink's entry-point group
+    under the short name it gives, and the class has the Partitioner protocol."""
+    (snippet,) = [b for h, lang, b in SECTION_BLOCKS if h == CUSTOM and lang == "toml"]
+    groups = tomllib.loads(snippet)["project"]["entry-points"]
+    assert list(groups) == ["s3sink.partitioners"]
+    ((short, target),) = groups["s3sink.partitioners"].items()
+    assert f"partitioner.class={short}" in snippet
+    cls = _import(target)
+    cfg = parse({**BASE, "partitioner.class": target.replace(":", ".")}, environ={})
+    partitioner = load_partitioner(cfg)
+    assert type(partitioner) is cls and cls.name == short
+    assert isinstance(partitioner, Partitioner)
 
 
 def test_bytearray_read_example(kafka_bootstrap: str, tmp_path: Path) -> None:
