@@ -461,6 +461,7 @@ def test_catchup_exits_2_on_a_bad_record(
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_make_demo_runs_the_main_job(tmp_path: Path) -> None:
     """``make demo`` runs ``s3sink demo``: its own local stack, sample data, catch-up, verify
     and a DuckDB query over the output; ``s3sink local down`` stops the stack."""

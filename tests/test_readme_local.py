@@ -15,6 +15,8 @@ from tests.test_local_cli import EXPORTED
 from tests.test_readme import fenced_blocks
 from tests.test_readme_commands import commands_under
 
+pytestmark = pytest.mark.integration
+
 LOCAL = "## Local stack"
 
 
