@@ -1,9 +1,11 @@
-"""The README's format and partitioner examples: valid configurations that load, and each
-partitioner's example config, run (a catch-up on the rig's broker) with the DuckDB query shown
-beside it executed over the output; the ``bytearray`` read example reads what it wrote."""
+"""The README's format and partitioner examples: valid configurations that load; each
+partitioner's example config run (a catch-up on the rig's broker) with the DuckDB query shown
+beside it executed over the output; the parquet, json and avro examples run with their DuckDB
+query or Python reader; the ``bytearray`` read example reads what it wrote."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -25,7 +27,7 @@ from s3sink.config import parse, parse_properties
 from s3sink.plugins import _import
 from s3sink.sink import Sink
 from tests.rig.kafka import Deliveries, create_topic, produce_n, unique_name
-from tests.test_readme import fenced_blocks
+from tests.test_readme import fenced_blocks, quick_start_properties
 from tests.test_readme_commands import Swap
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -210,6 +212,55 @@ def test_custom_partitioner_entry_point_names_the_class() -> None:
     partitioner = load_partitioner(cfg)
     assert type(partitioner) is cls and cls.name == short
     assert isinstance(partitioner, Partitioner)
+
+
+def _only(heading: str, lang: str) -> str:
+    (body,) = [b for h, la, b in SECTION_BLOCKS if h == heading and la == lang]
+    return body
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json", "avro"])
+def test_format_example_runs_and_its_reader_reads_it(
+    fmt: str,
+    kafka_bootstrap: str,
+    orders_topic: tuple[str, Deliveries],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The format's example config on top of the quick start's (hourly time layout), then the
+    DuckDB query or the Python reader shown under it, over the output."""
+    topic, _deliveries = orders_topic
+    heading = f"### `{fmt}`"
+    lake = tmp_path / "lake"
+    raw = {
+        **parse_properties(quick_start_properties()),
+        "name": unique_name(f"readme-{fmt}"),
+        "topics": topic,
+        "bootstrap.servers": kafka_bootstrap,
+        "storage.url": lake.as_uri(),
+        "http.listen": "none",
+        **parse_properties(_only(heading, "properties")),
+    }
+    assert Sink(parse(raw, environ={})).run(catchup=True).records == N
+    swap = Swap({"s3://my-datalake": lake.as_posix(), "/orders/": f"/{topic}/"})
+    if fmt == "parquet":
+        rows = duckdb.connect().execute(swap(_only(heading, "sql"))).fetchall()
+        assert sorted(rows) == _rows(lambda i: (order(i)["country"],))
+    elif fmt == "json":
+        result = duckdb.connect().execute(swap(_only(heading, "sql")))
+        columns = [d[0] for d in result.description]
+        rows = result.fetchall()
+        assert sorted(r[columns.index("id")] for r in rows) == list(range(N))
+        assert {"year", "month", "day", "hour"} <= set(columns)
+    else:
+        (first,) = lake.rglob(f"{topic}+0+0000000000.avro")
+        code = Swap({"orders+0+0000000000.avro": first.as_posix()})(_only(heading, "python"))
+        exec(compile(code, "README.md", "exec"), {})
+        printed = [ast.literal_eval(line) for line in capsys.readouterr().out.splitlines()]
+        hour = order(0)["created_at"] // 3_600_000  # the file of partition 0's first hour
+        want = [i for i in range(0, N, 2) if order(i)["created_at"] // 3_600_000 == hour]
+        assert [r["id"] for r in printed] == want
+        assert printed[0]["address"] == order(0)["address"]
 
 
 def test_bytearray_read_example(kafka_bootstrap: str, tmp_path: Path) -> None:
