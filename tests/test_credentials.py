@@ -112,7 +112,8 @@ class _TapHandler(BaseHTTPRequestHandler):
 class _TapServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, tap: TapProxy) -> None:
+    def __init__(self, tap: TapProxy, backlog: int) -> None:
+        self.request_queue_size = backlog
         super().__init__(("127.0.0.1", 0), _TapHandler)
         self.tap = tap
 
@@ -123,9 +124,10 @@ class _TapServer(ThreadingHTTPServer):
 class TapProxy:
     """A reverse proxy on ``127.0.0.1`` in front of ``upstream_url`` that records every
     exchange. :meth:`stall` makes it hold the next ``times`` matching requests for ``seconds``
-    without forwarding them (then it closes the connection): a server that does not answer."""
+    without forwarding them (then it closes the connection): a server that does not answer.
+    It listens from construction and accepts connections from :meth:`start` (or ``with``)."""
 
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, *, listen_backlog: int = 16) -> None:
         parts = urlsplit(upstream_url)
         assert parts.hostname is not None
         self.upstream = (parts.hostname, parts.port or 80)
@@ -135,15 +137,20 @@ class TapProxy:
         self._exchanges: list[Exchange] = []
         self._stalls: list[tuple[StallMatch, int]] = []
         self.stall_count = 0
-        self._server = _TapServer(self)
+        self._server = _TapServer(self, listen_backlog)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
-    def url(self) -> str:
+    def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://{host}:{port}"
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -168,15 +175,22 @@ class TapProxy:
         with self._lock:
             self._exchanges.append(exchange)
 
-    def __enter__(self) -> TapProxy:
+    def start(self) -> TapProxy:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self.stalled.set()
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=10)
         self._server.server_close()
-        self._thread.join(timeout=10)
+
+    def __enter__(self) -> TapProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- small credential servers -------------------------------------------------------------------

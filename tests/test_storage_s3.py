@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from s3sink.storage.s3 import (
     multipart_etag,
 )
 from tests.rig.faultproxy import FaultProxy, ProxiedRequest
+from tests.test_credentials import TapProxy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -846,3 +848,76 @@ def test_300_operations_through_5_percent_faults(kind: str, request: pytest.Fixt
         f"lost create responses resolved: {lost_create_responses}; "
         f"retries {storage.retry_stats.retries}"
     )
+
+
+# -- client-side timeouts are retried like 5xx ------------------------------------------------
+
+
+def test_read_timeouts_are_retried_and_counted_by_cause(
+    s3_endpoint: S3Endpoint, s3_bucket: str
+) -> None:
+    """The endpoint takes a PutObject, an UploadPart and a CompleteMultipartUpload and does not
+    answer within ``read_timeout_s``: each is retried on a new connection and the writes
+    succeed; the retries are counted under their cause."""
+    with TapProxy(s3_endpoint.url) as proxy:
+        storage = make_s3(s3_endpoint, s3_bucket, url=proxy.url, read_timeout_s=0.5)
+        try:
+            for match in (
+                lambda m, p, h: m == "PUT" and p.endswith("/single"),
+                lambda m, p, h: m == "PUT" and "partNumber=2" in p,
+                lambda m, p, h: m == "POST" and "uploadId=" in p,
+            ):
+                proxy.stall(match, times=1, seconds=10.0)
+            info = storage.put("single", b"held once")
+            data = os.urandom(2 * PART + 3)
+            upload = storage.open_upload("multi")
+            upload.write(data)
+            multi = upload.complete()
+            assert proxy.stall_count == 3
+            assert storage.get("single") == (b"held once", info.etag)
+            assert storage.get("multi") == (data, multi.etag)
+            assert storage.retry_stats.causes() == {"ReadTimeoutError": 3}
+            assert storage.retry_stats.exhausted == 0
+            assert storage.list_pending_uploads("") == []
+        finally:
+            storage.close()
+
+
+def test_connect_timeouts_are_retried_and_counted_by_cause(
+    s3_endpoint: S3Endpoint, s3_bucket: str
+) -> None:
+    """The endpoint's accept queue is full (a server too busy to take connections): connects
+    time out after ``connect_timeout_s`` and are retried until the server accepts again."""
+    proxy = TapProxy(s3_endpoint.url, listen_backlog=0)
+    host, port = proxy.address
+    # the one connection a backlog of 0 admits fills the accept queue: later SYNs are dropped
+    filler = socket.create_connection((host, port), timeout=2)
+    storage = make_s3(s3_endpoint, s3_bucket, url=proxy.url, connect_timeout_s=0.3)
+    timed_out = threading.Event()
+
+    def accept_after_a_timeout() -> None:
+        deadline = time.monotonic() + 30
+        while "ConnectTimeoutError" not in storage.retry_stats.causes():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        else:
+            timed_out.set()
+        filler.close()
+        proxy.start()
+
+    opener = threading.Thread(target=accept_after_a_timeout, daemon=True)
+    opener.start()
+    try:
+        info = storage.put("after-connect-timeouts", b"x")
+        opener.join(10)
+        assert timed_out.is_set()
+        assert storage.get("after-connect-timeouts") == (b"x", info.etag)
+        causes = storage.retry_stats.causes()
+        assert set(causes) == {"ConnectTimeoutError"}, causes
+        assert storage.retry_stats.retries == causes["ConnectTimeoutError"] >= 1
+        assert storage.retry_stats.exhausted == 0
+    finally:
+        storage.close()
+        opener.join(10)
+        proxy.close()
