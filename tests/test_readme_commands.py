@@ -110,6 +110,7 @@ RUNNERS = {
         "tests/test_readme_replay.py::test_migration_backup_and_restore_commands"
     ),
     "## Local stack": "tests/test_readme_local.py::test_local_stack_block",
+    "#### Athena": "tests/test_readme_commands.py::test_athena_ddl_example",
 }
 
 
@@ -458,6 +459,17 @@ def test_catchup_exits_2_on_a_bad_record(
     errors = [x for x in done.stderr.splitlines() if x.startswith("s3sink: error:")]
     assert len(errors) == 1 and "offset 1" in errors[0], done.stderr[-3000:]
     assert "catch-up done" not in done.stdout
+
+
+def test_athena_ddl_example(tmp_path: Path) -> None:
+    """The Athena DDL shown under the partitioners is what its ``s3sink ddl`` line prints for
+    the quick start's config (columns given by hand: no output needed)."""
+    (tmp_path / "sink.properties").write_text(heredoc("cat > sink.properties <<'CONF'", QUICK))
+    (line,) = commands_under("#### Athena")
+    done = run_line(line, {**os.environ, "S3SINK_HTTP_LISTEN": "none"}, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (shown,) = [b for h, lang, b in fenced_blocks() if h == "#### Athena" and lang == "sql"]
+    assert done.stdout == shown
 
 
 @pytest.mark.slow
