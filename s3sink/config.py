@@ -559,7 +559,8 @@ class SinkConfig:
     errors_deadletterqueue_topic_replication_factor: int = key(
         "errors.deadletterqueue.topic.replication.factor",
         3,
-        "Replication factor when s3sink creates the dead-letter topic.",
+        "Accepted for compatibility: s3sink does not create the dead-letter topic (Kafka "
+        "Connect creates it with this replication factor); create it beforehand.",
         _int,
         group="records",
     )
@@ -881,6 +882,13 @@ def changed_meanings(cfg: SinkConfig, raw: Mapping[str, str]) -> tuple[str, ...]
             "kept as JSON lines (key, value and headers in base64, with the reason) under "
             "_s3sink/errors/<topic>/<partition>/ in the same commit as the records around them; "
             "Kafka Connect drops them"
+        )
+    if cfg.errors_deadletterqueue_topic_name:
+        notes.append(
+            f"errors.deadletterqueue.topic.name={cfg.errors_deadletterqueue_topic_name}: s3sink "
+            "does not create the topic, where Kafka Connect creates it with "
+            "errors.deadletterqueue.topic.replication.factor; create it beforehand (else the "
+            "broker's automatic topic creation, if enabled, decides its settings)"
         )
     for kind, on in (("keys", cfg.store_kafka_keys), ("headers", cfg.store_kafka_headers)):
         if on:
