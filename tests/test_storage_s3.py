@@ -206,37 +206,51 @@ def test_sse_and_acl_reach_the_endpoint_on_every_write(
 def test_sse_and_acl_from_the_config_reach_the_endpoint(
     s3_endpoint: S3Endpoint, s3_bucket: str, s3_client: S3Client, encryption: dict[str, str]
 ) -> None:
-    """The path the sink takes: config keys -> ``storage_from_config`` -> every write."""
-    cfg = parse_config(
-        {
-            "name": "sse-acl",
-            "topics": "t",
-            "bootstrap.servers": "127.0.0.1:9",
-            "storage.url": f"s3://{s3_bucket}/cfg-{uuid.uuid4().hex[:8]}",
-            "store.url": s3_endpoint.url,
-            "s3.region": s3_endpoint.region,
-            "s3.path.style.access.enabled": "true",
-            "s3.part.size": str(PART),
-            "s3.acl.canned": "bucket-owner-full-control",
-            "aws.access.key.id": s3_endpoint.access_key,
-            "aws.secret.access.key": s3_endpoint.secret_key,
-            **encryption,
-        },
-        environ={},
-    )
-    storage = storage_from_config(cfg)
-    assert isinstance(storage, S3Storage)
-    try:
-        _write_every_way_and_check_headers(
-            storage,
-            s3_client,
-            s3_bucket,
-            sse=encryption["s3.ssea.name"],
-            kms_key_id=encryption.get("s3.sse.kms.key.id"),
-            acl="bucket-owner-full-control",
+    """The path the sink takes: config keys -> ``storage_from_config`` -> every write, with the
+    headers checked as the client sends them and as a proxy in front of the endpoint sees them."""
+    sse = encryption["s3.ssea.name"]
+    kms_key_id = encryption.get("s3.sse.kms.key.id")
+    acl = "bucket-owner-full-control"
+    with TapProxy(s3_endpoint.url) as proxy:
+        cfg = parse_config(
+            {
+                "name": "sse-acl",
+                "topics": "t",
+                "bootstrap.servers": "127.0.0.1:9",
+                "storage.url": f"s3://{s3_bucket}/cfg-{uuid.uuid4().hex[:8]}",
+                "store.url": proxy.url,
+                "s3.region": s3_endpoint.region,
+                "s3.path.style.access.enabled": "true",
+                "s3.part.size": str(PART),
+                "s3.acl.canned": acl,
+                "aws.access.key.id": s3_endpoint.access_key,
+                "aws.secret.access.key": s3_endpoint.secret_key,
+                **encryption,
+            },
+            environ={},
         )
-    finally:
-        storage.close()
+        storage = storage_from_config(cfg)
+        assert isinstance(storage, S3Storage)
+        try:
+            _write_every_way_and_check_headers(
+                storage, s3_client, s3_bucket, sse=sse, kms_key_id=kms_key_id, acl=acl
+            )
+        finally:
+            storage.close()
+        received = [
+            x
+            for x in proxy.exchanges
+            if x.method in ("PUT", "POST") and "partNumber=" not in x.path
+        ]
+    writes = [x for x in received if "uploadId=" not in x.path]
+    assert len(writes) == 4, [(x.method, x.path) for x in writes]
+    for x in writes:
+        assert x.status == 200, (x.path, x.response[:300])
+        assert x.headers["x-amz-server-side-encryption"] == sse, x.path
+        assert x.headers.get("x-amz-server-side-encryption-aws-kms-key-id") == kms_key_id
+        assert x.headers["x-amz-acl"] == acl, x.path
+    completes = [x for x in received if "uploadId=" in x.path]
+    assert len(completes) == 1 and "x-amz-acl" not in completes[0].headers
 
 
 def test_no_sse_headers_by_default(s3: S3Storage) -> None:
