@@ -9,6 +9,7 @@ request waits at the proxy, so a stop can be caught with its commits in flight.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -128,6 +129,7 @@ def test_stop_signal_commits_what_is_buffered_and_exits_0(
         assert took_over == PARTITIONS, proc.tail()
         assert 200 not in seen[:-1], seen
         assert get(listen, "/healthz") == (200, "ok\n")
+        assert _listening_ports(proc.pid) == {int(listen.rsplit(":", 1)[1])}
 
         m = wait_for(
             "every record consumed",
@@ -340,3 +342,84 @@ def test_health_and_readiness_endpoints(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         sink.committer.shutdown()
+
+
+# -- http.listen -----------------------------------------------------------------------------
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports the process ``pid`` listens on (its socket inodes in LISTEN state)."""
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_http_listen_defaults_to_all_interfaces_port_8080_and_none_binds_nothing(
+    tmp_path: Path,
+) -> None:
+    from s3sink.http import start_http
+    from s3sink.storage.memory import MemoryStorage
+
+    base = {"topics": "t", "bootstrap.servers": "127.0.0.1:1", "storage.url": tmp_path.as_uri()}
+    assert parse(base, environ={}).http_listen == "0.0.0.0:8080"
+    cfg = parse({**base, "http.listen": "none"}, environ={})
+    assert cfg.http_listen == "none"
+    sink = Sink(cfg, storage=cast("Storage", MemoryStorage()))
+    try:
+        before = _listening_ports(os.getpid())
+        # the check sees a listener when there is one ...
+        listen = listen_address()
+        server = start_http(listen, sink)
+        assert server is not None
+        port = int(listen.rsplit(":", 1)[1])
+        assert _listening_ports(os.getpid()) - before == {port}
+        assert get(listen, "/healthz")[0] == 200
+        server.shutdown()
+        server.server_close()
+        assert _listening_ports(os.getpid()) == before
+        # ... and none opens none
+        assert start_http(cfg.http_listen, sink) is None
+        assert _listening_ports(os.getpid()) == before
+    finally:
+        sink.committer.shutdown()
+
+
+def test_run_with_http_listen_none_listens_on_nothing_and_archives(
+    kafka_bootstrap: str, s3_endpoint: S3Endpoint, s3_bucket: str, tmp_path: Path
+) -> None:
+    topic = create_topic(kafka_bootstrap, PARTITIONS)
+    ends = _produce(kafka_bootstrap, topic)
+    config = sink_config(
+        kafka_bootstrap, topic, s3_keys(s3_endpoint, s3_bucket), **{"http.listen": "none"}
+    )
+    with SinkProcess(config, tmp_path, "run") as proc:
+        proc.start()
+        proc.wait_for_log(r"took over at seq", 60, count=PARTITIONS)
+        assert _listening_ports(proc.pid) == set(), proc.tail()
+        storage = storage_of(config)
+        wait_for(
+            "every record committed",
+            lambda: {
+                p: max((m.end for m in all_markers(storage, topic, p)), default=0) for p in ends
+            },
+            lambda got: got == ends,
+            timeout=60,
+        )
+        assert _listening_ports(proc.pid) == set(), proc.tail()
+        assert proc.terminate(60) == 0, proc.tail()
+        log = proc.text()
+    assert "serving /metrics" not in log
+    check = check_archive(storage, topic, range(N), ends)
+    assert check.problems() == [], check.problems()
