@@ -324,6 +324,17 @@ variable "tables" {
     ]))
     error_message = "Each table needs at least one column; column names must be letters, digits and '_', types non-empty, and table_name (if set) lower-case letters, digits and '_'."
   }
+
+  # Glue/Athena read Hive DDL types, as `s3sink ddl --engine athena` prints them; Trino's
+  # spellings (varchar, real, array(...), row(...), timestamp(3)) or a typo fail only at query time.
+  validation {
+    condition = alltrue(flatten([
+      for topic, t in var.tables : [
+        for c in t.columns : can(regex("(?i)^(boolean|tinyint|smallint|int|integer|bigint|float|double|string|binary|date|timestamp|decimal\\([0-9]+, ?[0-9]+\\)|char\\([0-9]+\\)|varchar\\([0-9]+\\)|array<.+>|map<.+>|struct<.+>)$", trimspace(c.type)))
+      ]
+    ]))
+    error_message = "Column types must be Hive DDL types as Athena reads them: boolean, tinyint, smallint, int (integer), bigint, float, double, decimal(p,s), char(n), varchar(n), string, binary, date, timestamp, array<...>, map<...> or struct<...> (the types s3sink ddl --engine athena prints)."
+  }
 }
 
 variable "glue_database_name" {

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -683,6 +684,35 @@ def test_glue_table_takes_what_ddl_is_compared_with() -> None:
     wiring = glue_table_wiring()
     for key in ("parameters", "partition_keys", "location", "serde"):
         assert "module.table_layout" in wiring[key], wiring
+
+
+def _column_lines(ddl: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of the data columns, as the statement prints them."""
+    body = ddl.split("CREATE EXTERNAL TABLE", 1)[1].split("\n)", 1)[0]
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^  `([^`]+)` (.+?),?$", body, re.M)]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "avro"])
+def test_athena_column_types_pass_the_terraform_tables_validation(fmt: str, tmp_path: Path) -> None:
+    """What ``s3sink ddl --engine athena`` prints for a sample output can be given to the
+    Terraform module's ``tables`` as is: its validation accepts every column type."""
+    try:
+        from tests.test_terraform import tables_validation_error, terraform_bin
+    except pytest.skip.Exception as exc:  # python-hcl2 missing
+        pytest.skip(str(exc))
+    terraform_bin()
+    storage = MemoryStorage()
+    if fmt == "parquet":
+        data, names = _parquet(ROWS), ROWS.column_names
+    else:
+        data = _avro(AVRO_SCHEMA, [{"id": 1, "name": "a", "at": 0, "tags": []}])
+        names = ["id", "name", "at", "tags"]
+    commit_file(storage, TOPIC, 0, f".{fmt}", data, records=1, created_ms=1000)
+    ddl = generate(_config(**{"format.class": fmt}), storage=storage, engine="athena")
+    columns = _column_lines(ddl)
+    assert [n for n, _ in columns] == names, ddl
+    tables = {TOPIC: {"columns": [{"name": n, "type": t} for n, t in columns]}}
+    assert tables_validation_error(tables, tmp_path) is None
 
 
 # ---------------------------------------------------------------------------------------------

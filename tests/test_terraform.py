@@ -341,6 +341,61 @@ def glue_table_wiring() -> dict[str, str]:
     }
 
 
+def block_text(path: Path, kind: str, name: str) -> str:
+    """The source of the top-level block ``<kind> "<name>" { ... }`` of a ``.tf`` file, verbatim
+    (strings, heredocs and comments are skipped while matching braces)."""
+    text = path.read_text()
+    m = re.search(rf'^{kind}\s+"{re.escape(name)}"\s*\{{', text, re.M)
+    assert m, f'{path}: no {kind} "{name}"'
+    depth, i = 0, m.end() - 1
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            i += 1
+            while text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif c == "#" or text.startswith("//", i):
+            i = text.index("\n", i)
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 1
+        elif heredoc := re.match(r"<<-?([A-Za-z_]+)\n", text[i:]):
+            end = re.compile(rf"^\s*{heredoc.group(1)}$", re.M).search(text, i + heredoc.end())
+            assert end, f"{path}: unterminated heredoc"
+            i = end.end()
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[m.start() : i + 1]
+        i += 1
+    raise AssertionError(f'{path}: {kind} "{name}" is not closed')
+
+
+def tables_validation_error(tables: Mapping[str, Any], workdir: Path) -> str | None:
+    """Terraform's message when the root module's ``tables`` variable rejects ``tables``, or None
+    when every validation passes. The declaration is copied verbatim from ``variables.tf`` into
+    a provider-less module, where ``terraform console`` evaluates it offline."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "variables.tf").write_text(block_text(TF / "variables.tf", "variable", "tables"))
+    varfile = workdir / "tables.tfvars.json"
+    varfile.write_text(json.dumps({"tables": tables}))
+    proc = subprocess.run(
+        [terraform_bin(), "console", "-no-color", f"-var-file={varfile.name}"],
+        cwd=workdir,
+        env=tool_env(),
+        check=False,
+        input="length(var.tables)\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode != 0 or "Error:" in proc.stderr:
+        return proc.stderr.strip() or proc.stdout.strip()
+    assert proc.stdout.strip().splitlines()[-1] == str(len(tables)), proc.stdout
+    return None
+
+
 @pytest.fixture(scope="module")
 def layout_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     terraform_bin()
@@ -643,6 +698,31 @@ def test_glue_table_takes_layout_from_the_table_layout_module() -> None:
         assert call[arg] == "${var." + arg + "}", arg
     assert call["bucket"] == "${local.bucket_name}"
     assert call["topic"] == "${each.key}"
+
+
+def test_glue_tables_live_in_the_module_s_glue_database() -> None:
+    database = resource("aws_glue_catalog_database", "this")
+    assert database["name"] == "${local.glue_database_name}"
+    assert "glue_database_name" in locals_of(TF)
+    table = resource("aws_glue_catalog_table", "topic")
+    assert table["database_name"] == "${aws_glue_catalog_database.this.name}"
+    assert "aws_glue_catalog_database.this" in expr(named(TF, "output")["glue_database_name"])
+
+
+def test_tables_variable_takes_hive_column_types_only(tmp_path: Path) -> None:
+    """Glue tables are read by Athena with Hive DDL types; other spellings are refused."""
+    terraform_bin()
+
+    def table(*types: str) -> dict[str, Any]:
+        columns = [{"name": f"c{i}", "type": t} for i, t in enumerate(types)]
+        return {"orders": {"columns": columns}}
+
+    hive = ("bigint", "INT", "decimal(12, 2)", "varchar(20)", "map<string,array<struct<a:int>>>")
+    assert tables_validation_error(table(*hive), tmp_path) is None
+    for other in ("varchar", "array(bigint)", "blob"):  # Trino spellings, a typo
+        error = tables_validation_error(table("bigint", other), tmp_path)
+        assert error is not None and "must be Hive DDL types" in " ".join(error.split()), other
+    assert tables_validation_error({"orders": {"columns": []}}, tmp_path) is not None
 
 
 def test_partitioner_and_format_names_match_s3sink() -> None:
