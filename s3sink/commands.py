@@ -235,6 +235,13 @@ def cmd_catchup(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    if args.task_index is not None and sink.clean:
+        from s3sink.tasks import reached_line
+
+        # the parent counts these partitions as done even where the commit log ends below
+        # the end offset (a transaction's closing marker, dead-lettered records at the tail)
+        for (topic, partition), end in sorted(summary.reached.items()):
+            print(reached_line(topic, partition, end))
     print(summary.text())
     if not sink.clean:
         exit_now(0)

@@ -123,6 +123,10 @@ class Summary:
     partitions: int = 0
     seconds: float = 0.0
     bad_records: int = 0
+    #: A finished catch-up: partition -> the end offset it archived up to (every record below
+    #: it committed; offsets without a record there are transaction markers, aborted or
+    #: dead-lettered records). Empty when the catch-up was stopped before its end.
+    reached: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def text(self) -> str:
         rate = self.records / self.seconds if self.seconds > 0 else 0.0
@@ -347,6 +351,7 @@ class Sink:
             self._commit_hints(consumer)
             if catchup and self._catchup_done():
                 summary.partitions = len(self._catchup or {})
+                summary.reached = {k: t.end for k, t in (self._catchup or {}).items()}
                 return
             if progress is not None and self._catchup:
                 progress(*self._catchup_progress())
@@ -355,10 +360,19 @@ class Sink:
         groups, failed = split_messages(msgs)
         for m, err in failed:
             self._kafka_error(m, err)
-        for (topic, partition), ms in groups.items():
+        for (topic, partition), group in groups.items():
+            ms = group
             w = self.state.writers.get((topic, partition))
             if w is None or w.status is not WriterStatus.ACTIVE:
                 continue
+            target = self._catchup.get((topic, partition)) if self._catchup else None
+            if target is not None and ms[-1].offset() >= target.end:
+                # a catch-up archives up to the end offsets seen at its start, no further:
+                # records produced since are left to the next run
+                target.done = True
+                ms = [m for m in ms if m.offset() < target.end]
+                if not ms:
+                    continue
             batch = RecordBatch.from_messages(topic, partition, ms)
             self.metrics.inc("records_consumed_total", len(batch), tp=w.tp)
             self.metrics.inc("bytes_consumed_total", batch.value_bytes(), tp=w.tp)

@@ -143,8 +143,16 @@ class Totals:
     bad_records: int = 0
     #: Per summary line: (parent's monotonic time it arrived, the worker's seconds).
     spans: list[tuple[float, float]] = field(default_factory=list)
+    #: Partition -> end offset that a task's finished catch-up reported (``reached_line``).
+    reached: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def add(self, line: str) -> bool:
+        r = _REACHED.match(line.strip())
+        if r is not None:
+            key = (r.group(1), int(r.group(2)))
+            with _TOTALS_LOCK:
+                self.reached[key] = max(self.reached.get(key, 0), int(r.group(3)))
+            return True
         m = _SUMMARY.match(line)
         if m is None:
             return False
@@ -167,6 +175,25 @@ class Totals:
 
 
 _TOTALS_LOCK = threading.Lock()
+
+_REACHED = re.compile(r"^catch-up reached: (\S+) (\d+) (\d+)$")
+
+
+def reached_line(topic: str, partition: int, end: int) -> str:
+    """A task's line for one partition its finished catch-up archived up to ``end``."""
+    return f"catch-up reached: {topic} {partition} {end}"
+
+
+def with_reached(
+    ends: Mapping[tuple[str, int], int | None], reached: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], int | None]:
+    """Commit-log ends, raised to what finished tasks reported: a log ends after its last
+    record, which is short of the end offset when a transaction marker or a dead-lettered
+    record comes last."""
+    out = dict(ends)
+    for key, end in reached.items():
+        out[key] = max(out.get(key) or 0, end)
+    return out
 
 
 @dataclass
@@ -663,7 +690,9 @@ class _Poller:
             return
         self.last = time.monotonic()
         try:
-            ends = log_ends(self.storage, list(self.targets), self.hints)
+            ends = with_reached(
+                log_ends(self.storage, list(self.targets), self.hints), self.sup.totals.reached
+            )
         except Exception as exc:  # a progress read; the end-of-round check reads again
             log.info("reading the commit log ends: %s", exc)
             return
@@ -698,7 +727,7 @@ def catchup_tasks(
     sup.install_signals()
     keys = list(targets)
     hints: dict[tuple[str, int], int] = {}
-    short = short_of(targets, log_ends(storage, keys, hints))
+    short = short_of(targets, with_reached(log_ends(storage, keys, hints), sup.totals.reached))
     rounds = 0
     seconds = 0.0
     while short and not sup.stopping:
@@ -731,7 +760,7 @@ def catchup_tasks(
             return sup.result()
         if sup.signals:
             break
-        short = short_of(targets, log_ends(storage, keys, hints))
+        short = short_of(targets, with_reached(log_ends(storage, keys, hints), sup.totals.reached))
     if progress is not None:
         progress(
             total if not short else total - sum(targets[k] - e for k, e in short.items()), total

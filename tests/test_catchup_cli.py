@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from s3sink.progress import ProgressBar
@@ -253,11 +252,6 @@ class _Background(threading.Thread):
         assert self.failure is None and not self.errors, (self.failure, self.errors[:3])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the catch-up archives the whole batch it consumed last, past the end offsets seen "
-    "at its start (Sink._dispatch does not cut the records at the catch-up targets)",
-)
 def test_catchup_stops_at_the_end_offsets_seen_at_its_start(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -334,12 +328,6 @@ def test_catchup_stops_at_the_end_offsets_seen_at_its_start(
     assert during >= 30 * partitions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with tasks.max > 1 the parent waits for each commit log to reach the end offset, "
-    "but a log ends after the last record, before the control record that closes a "
-    "transaction: every round is short by one and the catch-up fails after 5 rounds",
-)
 def test_catchup_with_tasks_ends_on_a_topic_written_in_transactions(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
