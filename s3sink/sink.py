@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import threading
 import uuid
 from collections import deque
@@ -829,21 +828,3 @@ class Sink:
 
             self._dlq = make_producer(self.config)
         send_dead_letters(self._dlq, self.config, batch, reasons)
-
-
-def progress_printer(stream: Any = sys.stderr) -> Callable[[int, int], None]:
-    """A one-line progress bar for a terminal."""
-    last = [0.0]
-    import time
-
-    def show(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5:
-            return
-        last[0] = now
-        pct = 100.0 * done / total if total else 100.0
-        bar = "#" * int(pct / 5)
-        stream.write(f"\r[{bar:<20}] {pct:5.1f}% offsets {done:,}/{total:,}")
-        stream.flush()
-
-    return show

@@ -765,7 +765,6 @@ def catchup_tasks(
         progress(
             total if not short else total - sum(targets[k] - e for k, e in short.items()), total
         )
-        sys.stderr.write("\n")
     summary = Summary(
         records=sup.totals.records,
         files=sup.totals.files,
