@@ -213,6 +213,7 @@ class Sink:
         self.clean = True
         #: Partition end offsets (last stable offset with read_committed) from librdkafka stats.
         self._ends: dict[tuple[str, int], int] = {}
+        self._paused_ends_due = 0.0
         #: A Kafka client error that stops the sink (bad credentials, untrusted certificate).
         self._client_error: str | None = None
         self._log_storage: Storage = CountingLogStorage(self.storage, self.metrics)
@@ -346,6 +347,7 @@ class Sink:
             for w in list(self.state.writers.values()):
                 w.maybe_rotate(now)
             self._enforce_memory()
+            self._refresh_paused_ends()
             self._recover(consumer)
             self._commit_hints(consumer)
             if catchup and self._catchup_done():
@@ -430,6 +432,28 @@ class Sink:
                     partition, end = int(pid), int(p.get(field, -1))
                     if partition >= 0 and end >= 0 and (topic, partition) in self.state.writers:
                         self._ends[(topic, partition)] = end
+
+    def _refresh_paused_ends(self) -> None:
+        """End offsets of paused partitions, from the broker every statistics interval:
+        librdkafka learns a partition's end offset from its fetches, and a paused partition
+        is not fetched (its lag would stay as it was when it was paused)."""
+        interval_ms = int(self._conf.get("statistics.interval.ms") or 0)
+        now = self.clock.monotonic()
+        if interval_ms <= 0 or now < self._paused_ends_due:
+            return
+        self._paused_ends_due = now + interval_ms / 1000.0
+        keys = [k for k in self.state.paused if k in self.state.writers]
+        if not keys:
+            return
+        read_committed = self._conf.get("isolation.level") == "read_committed"
+        try:
+            ends = self._list_offsets_once(keys, latest=True, committed=read_committed, timeout=5.0)
+        except KafkaException as exc:  # a metric only: the next interval tries again
+            log.info("reading the end offsets of paused partitions: %s", exc)
+            return
+        for key, end in ends.items():
+            if end >= 0 and key in self.state.writers:
+                self._ends[key] = end
 
     def _collect(self, metrics: Metrics) -> None:
         """Before each render: readiness, lag per partition, paused partitions, retries."""
@@ -594,7 +618,12 @@ class Sink:
                 delay = min(5.0, delay * 2)
 
     def _list_offsets_once(
-        self, keys: Sequence[tuple[str, int]], *, latest: bool
+        self,
+        keys: Sequence[tuple[str, int]],
+        *,
+        latest: bool,
+        committed: bool = True,
+        timeout: float = 30.0,
     ) -> dict[tuple[str, int], int]:
         from confluent_kafka import IsolationLevel
         from confluent_kafka.admin import OffsetSpec as _OffsetSpec  # type: ignore[attr-defined]
@@ -603,8 +632,10 @@ class Sink:
         spec = OffsetSpec.latest() if latest else OffsetSpec.earliest()
         futures = self._admin_client().list_offsets(
             {TopicPartition(t, p): spec for t, p in keys},
-            isolation_level=IsolationLevel.READ_COMMITTED,
-            request_timeout=30,
+            isolation_level=(
+                IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+            ),
+            request_timeout=timeout,
         )
         return {(tp.topic, tp.partition): int(f.result().offset) for tp, f in futures.items()}
 
