@@ -91,8 +91,46 @@ def _timezone(v: str) -> str:
     return v.strip()
 
 
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2})|(.)|$)", re.S)
+_SIMPLE_ESCAPES = {
+    "n": b"\n",
+    "r": b"\r",
+    "t": b"\t",
+    "0": b"\0",
+    "a": b"\a",
+    "b": b"\b",
+    "f": b"\f",
+    "v": b"\v",
+    "\\": b"\\",
+    "'": b"'",
+    '"': b'"',
+}
+
+
 def _separator(v: str) -> bytes:
-    return v.encode("utf-8").decode("unicode_escape").encode("latin-1")
+    """Text with escapes -> bytes: ``\\n \\r \\t \\0 \\\\`` and the like, ``\\xNN`` one byte,
+    ``\\uXXXX`` / ``\\UXXXXXXXX`` a character as UTF-8; other text as UTF-8."""
+    out = bytearray()
+    pos = 0
+    for m in _ESCAPE.finditer(v):
+        out += v[pos : m.start()].encode("utf-8")
+        pos = m.end()
+        u4, u8, hex2, other = m.groups()
+        if u4 or u8:
+            code = int(u4 or u8, 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise ValueError(f"{m.group(0)!r} is not a character")
+            out += chr(code).encode("utf-8")
+        elif hex2:
+            out += bytes([int(hex2, 16)])
+        elif other is None:
+            raise ValueError(f"a lone backslash at the end of {v!r}; write \\\\ for a backslash")
+        elif other in _SIMPLE_ESCAPES:
+            out += _SIMPLE_ESCAPES[other]
+        else:
+            out += ("\\" + other).encode("utf-8")  # unknown escape: kept as written
+    out += v[pos:].encode("utf-8")
+    return bytes(out)
 
 
 def _key_converter(v: str) -> str:
@@ -559,8 +597,8 @@ class SinkConfig:
     errors_deadletterqueue_topic_replication_factor: int = key(
         "errors.deadletterqueue.topic.replication.factor",
         3,
-        "Accepted for compatibility: s3sink does not create the dead-letter topic (Kafka "
-        "Connect creates it with this replication factor); create it beforehand.",
+        "Replication factor when s3sink creates a missing dead-letter topic (1 partition; "
+        "capped by the cluster's broker count, with a warning).",
         _int,
         group="records",
     )
@@ -882,13 +920,6 @@ def changed_meanings(cfg: SinkConfig, raw: Mapping[str, str]) -> tuple[str, ...]
             "kept as JSON lines (key, value and headers in base64, with the reason) under "
             "_s3sink/errors/<topic>/<partition>/ in the same commit as the records around them; "
             "Kafka Connect drops them"
-        )
-    if cfg.errors_deadletterqueue_topic_name:
-        notes.append(
-            f"errors.deadletterqueue.topic.name={cfg.errors_deadletterqueue_topic_name}: s3sink "
-            "does not create the topic, where Kafka Connect creates it with "
-            "errors.deadletterqueue.topic.replication.factor; create it beforehand (else the "
-            "broker's automatic topic creation, if enabled, decides its settings)"
         )
     for kind, on in (("keys", cfg.store_kafka_keys), ("headers", cfg.store_kafka_headers)):
         if on:

@@ -9,6 +9,7 @@ import gzip
 import pytest
 
 from s3sink.config import parse_properties
+from s3sink.errors import ConfigError
 from s3sink.rotation import RotationReason
 from tests.test_writer import TOPIC, Rig
 
@@ -97,11 +98,11 @@ def test_an_empty_file_is_not_committed() -> None:
     assert rig.finish() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="s3sink/config.py _separator: a \\uXXXX escape above U+00FF is refused with a codec "
-    "error instead of giving the character's UTF-8 bytes",
-)
 def test_unicode_escape_above_latin1() -> None:
     rig = Rig(**{"format.class": "bytearray", "format.bytearray.separator": r"\u2028"})
     assert rig.config.format_bytearray_separator == "\u2028".encode()
+
+
+def test_a_lone_backslash_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"format.bytearray.separator.*lone backslash.*\\\\"):
+        Rig(**{"format.class": "bytearray", "format.bytearray.separator": "|\\"})
