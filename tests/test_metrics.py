@@ -36,7 +36,7 @@ from tests.rig.faultproxy import FaultProxy, ProxiedRequest
 from tests.rig.kafka import consume, create_topic, end_offsets, produce_n, unique_name
 from tests.rig.observe import Scrape, get, listen_address, scrape, wait_for
 from tests.rig.s3 import S3Endpoint
-from tests.test_credentials import TapProxy
+from tests.rig.tapproxy import TapProxy
 from tests.test_lifecycle import S3Gate
 
 N = 2400

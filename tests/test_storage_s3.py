@@ -38,7 +38,7 @@ from s3sink.storage.s3 import (
     multipart_etag,
 )
 from tests.rig.faultproxy import FaultProxy, ProxiedRequest
-from tests.test_credentials import TapProxy
+from tests.rig.tapproxy import TapProxy
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
