@@ -3,6 +3,9 @@
 * ``kafka_bootstrap``: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else the rig's own broker.
 * ``kafka_broker``: the rig's own broker object (always ours, so tests may restart it; a test
   that stops it must start it again before it returns).
+* ``second_bootstrap``: another cluster, for cross-cluster restores:
+  ``KAFKA_SECOND_BOOTSTRAP_SERVERS`` if set, else ``second_broker``, a second broker of the rig
+  (started once for the session, on first use).
 * ``s3_endpoint``: ``S3_ENDPOINT_URL`` (+ ``AWS_*``) if set, else a moto server.
   ``s3_client`` and the function-scoped ``s3_bucket`` (a fresh bucket) build on it.
 * ``minio_endpoint`` / ``minio_client`` / ``minio_bucket``: a MinIO server, whose conditional
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
-_KAFKA = {"kafka_bootstrap", "kafka_broker"}
+_KAFKA = {"kafka_bootstrap", "kafka_broker", "second_bootstrap", "second_broker"}
 _S3 = {"s3_endpoint", "s3_client", "s3_bucket"}
 _MINIO = {"minio_endpoint", "minio_client", "minio_bucket"}
 
@@ -112,6 +115,26 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
     if external:
         return external
     broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+    return broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def second_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A second broker of the rig (another cluster), running for the rest of the session."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-second"), die_with_parent=True)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def second_bootstrap(request: pytest.FixtureRequest) -> str:
+    """``bootstrap.servers`` of another cluster: ``$KAFKA_SECOND_BOOTSTRAP_SERVERS`` or the
+    rig's second broker."""
+    external = os.environ.get("KAFKA_SECOND_BOOTSTRAP_SERVERS")
+    if external:
+        return external
+    broker: KafkaBroker = request.getfixturevalue("second_broker")
     return broker.bootstrap
 
 

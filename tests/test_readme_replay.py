@@ -17,7 +17,6 @@ import io
 import json
 import os
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +67,6 @@ T_KAFKA = parse_time("2024-05-01T09:00:00Z")  # Kafka timestamps: 09:00 to 13:00
 T_CREATED = parse_time("2026-01-01T00:00:00Z")  # created_at: 4 s apart, all in one hour
 
 
-@pytest.fixture(scope="module")
-def second_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """The disaster-recovery cluster (``dr-kafka-1:9092`` in the README)."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-dr"), die_with_parent=True)
-    broker.start()
-    yield broker
-    broker.stop()
-
-
 def _produce_orders(bootstrap: str, registry: str, first: int, n: int) -> None:
     serializer = AvroSerializer(SchemaRegistryClient({"url": registry}), SCHEMA)
     ctx = SerializationContext("orders", MessageField.VALUE)
@@ -125,11 +115,11 @@ def _archived_ids(endpoint: S3Endpoint, bucket: str) -> dict[int, list[int]]:
 @pytest.mark.slow
 def test_migration_backup_and_restore_commands(
     kafka_broker: KafkaBroker,
-    second_broker: KafkaBroker,
+    second_bootstrap: str,
     s3_endpoint: S3Endpoint,
     tmp_path: Path,
 ) -> None:
-    source, dr = kafka_broker.bootstrap, second_broker.bootstrap
+    source, dr = kafka_broker.bootstrap, second_bootstrap  # dr-kafka-1:9092 in the README
     datalake, archive = create_bucket(s3_endpoint), create_bucket(s3_endpoint)
     registry = SchemaRegistryServer().start()
     try:

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ from s3sink.commitlog import ROOT, PartitionLog
 from s3sink.committer import Committer
 from s3sink.config import SinkConfig, parse
 from s3sink.context import build_context
-from s3sink.local import KafkaBroker
 from s3sink.metrics import Metrics
 from s3sink.records import RecordBatch
 from s3sink.restore import (
@@ -238,15 +236,6 @@ def murmur2(data: bytes) -> int:
     h = (h * m) & 0xFFFFFFFF
     h ^= h >> 15
     return h
-
-
-@pytest.fixture(scope="module")
-def second_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """Another cluster, for cross-cluster replay."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-second"), die_with_parent=True)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 # -- unit ------------------------------------------------------------------------------------
@@ -519,7 +508,7 @@ N = 3000
 
 def test_backup_round_trip_same_and_other_cluster(
     kafka_bootstrap: str,
-    second_broker: KafkaBroker,
+    second_bootstrap: str,
     s3_endpoint: S3Endpoint,
     s3_bucket: str,
 ) -> None:
@@ -548,7 +537,7 @@ def test_backup_round_trip_same_and_other_cluster(
     assert len(read_committed(kafka_bootstrap, same)) == N
 
     # another cluster
-    other = second_broker.bootstrap
+    other = second_bootstrap
     remote = create_topic(other, 3)
     summary = Restorer(cfg, RestoreOptions(to_topic=remote, bootstrap=other)).run()
     assert summary.records == N

@@ -29,7 +29,6 @@ from typing import IO, Any
 import pytest
 
 from s3sink.config import SinkConfig
-from s3sink.local import KafkaBroker
 from s3sink.restore import RestoreOptions, Restorer, _install_signals
 from s3sink.sink import storage_from_config
 from tests.rig.archive import markers
@@ -43,11 +42,8 @@ from tests.test_restore import (
     murmur2,
     produce_varied,
     read_committed,
-    second_broker,
     sink_config,
 )
-
-__all__ = ["second_broker"]  # the fixture, imported for this module
 
 N = 1200
 PARTITIONS = 4
@@ -145,10 +141,10 @@ def head(records: int, source: str, target: str, bootstrap: str, partitions: int
 
 
 def test_cli_partition_subset_onto_another_cluster_kept_1_to_1(
-    backup: Archive, second_broker: KafkaBroker
+    backup: Archive, second_bootstrap: str
 ) -> None:
     """``--bootstrap`` the second cluster, ``--partitions 0,2-3``, ``--keep-partitions``."""
-    other = second_broker.bootstrap
+    other = second_bootstrap
     target = create_topic(other, PARTITIONS)
     out, _ = restore_cli(
         backup.props,
