@@ -15,8 +15,16 @@ record sits in the directory of its ``created_at`` hour, the listed files are ex
 files of the commit log, each partition's log is contiguous from offset 0 to the end offset,
 ``s3sink verify`` is clean, and no staging file or multipart upload is left. Figures are printed.
 
+The same runs, smaller, with ``format.class=backup``: the backup format goes through the same
+partitioner, rotation and commit protocol. Its Avro files are read with fastavro through the
+commit log (the files its markers name): the values' ids are the produced ids exactly, each in
+the hour directory of its ``created_at``, and each row's Kafka coordinates are those of its
+file, every offset of every partition from 0 to the end offset exactly once.
+
 Size: ``TIME_KILL_TEST_RECORDS`` (default 40,000), ``TIME_KILL_TEST_KILLS`` (default 8);
-``TIME_KILL_TEST_SEED`` replays a run's kill schedule.
+for the backup run ``TIME_KILL_TEST_BACKUP_RECORDS`` (default 12,000) and
+``TIME_KILL_TEST_BACKUP_KILLS`` (default 3). ``TIME_KILL_TEST_SEED`` replays a run's kill
+schedule.
 """
 
 from __future__ import annotations
@@ -30,9 +38,12 @@ import random
 import re
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import fastavro
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
@@ -57,6 +68,8 @@ pytestmark = pytest.mark.slow
 PARTITIONS = 4
 N = int(os.environ.get("TIME_KILL_TEST_RECORDS", "40000"))
 KILLS = int(os.environ.get("TIME_KILL_TEST_KILLS", "8"))
+BACKUP_N = int(os.environ.get("TIME_KILL_TEST_BACKUP_RECORDS", "12000"))
+BACKUP_KILLS = int(os.environ.get("TIME_KILL_TEST_BACKUP_KILLS", "3"))
 #: A kill comes this long after the start (seconds): during start-up, takeover, consumption and
 #: commits alike.
 KILL_AFTER = (1.0, 6.0)
@@ -66,13 +79,15 @@ HOUR_MS = 3_600_000
 SPAN_MS = 6 * HOUR_MS
 PATH_FORMAT = "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH"
 HOUR_DIR = re.compile(r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})/[^/]+$")
+#: ``<topic>+<kafka partition>+<start offset>.<extension>``
+FILE_NAME = re.compile(r"/[^/]+\+(\d+)\+(\d+)\.[^/]+$")
 COMMITTED = re.compile(r"committed seq \d+")
 REASON = re.compile(r"committed seq \d+ .*\((\w+)\)$")
 
 
-def _created_at_ms(base: int, i: int) -> int:
+def _created_at_ms(base: int, i: int, n: int) -> int:
     """Rising with the id over SPAN_MS; every 37th record two hours late (an older hour)."""
-    ms = base + i * SPAN_MS // N
+    ms = base + i * SPAN_MS // n
     if i % 37 == 0:
         ms = max(base, ms - 2 * HOUR_MS)
     return ms
@@ -127,7 +142,7 @@ class TimedProducer(threading.Thread):
                 value = json.dumps(
                     {
                         "id": i,
-                        "created_at": _iso(_created_at_ms(self.base, i)),
+                        "created_at": _iso(_created_at_ms(self.base, i, self.n)),
                         "pad": "x" * (i % 40),
                     }
                 ).encode()
@@ -172,10 +187,60 @@ def _read_final_files(
     return keys, rows
 
 
+@dataclass
+class BackupRows:
+    """What the backup files named by the commit log hold."""
+
+    #: (file key, id, created_at) of every record, from its value.
+    rows: list[tuple[str, str, str]]
+    #: Kafka partition -> the offsets of its rows, in file order.
+    offsets: dict[int, list[int]]
+    #: Rows whose topic, partition, offset or timestamp disagree with their file.
+    wrong: list[str]
+
+
+def _read_backup_files(storage: Storage, topic: str, files: list[str]) -> BackupRows:
+    """Every row of the backup files ``files`` (the commit log's), read with fastavro."""
+    out = BackupRows([], collections.defaultdict(list), [])
+    for key in files:
+        name = FILE_NAME.search(key)
+        assert name is not None, key
+        partition, start = int(name.group(1)), int(name.group(2))
+        data, _ = storage.get(key)
+        reader: Any = fastavro.reader(io.BytesIO(data))
+        for n, row in enumerate(reader):
+            value = json.loads(row["value"])
+            out.rows.append((key, str(value["id"]), str(value["created_at"])))
+            out.offsets[row["partition"]].append(row["offset"])
+            if (
+                row["topic"] != topic
+                or row["partition"] != partition
+                or value["id"] % PARTITIONS != partition
+                or (n == 0 and row["offset"] != start)
+                or row["timestamp_type"] != "CreateTime"
+                or row["timestamp"] <= 0
+            ):
+                out.wrong.append(f"{key} row {n}: {row}")
+    return out
+
+
+@dataclass(frozen=True)
+class Run:
+    """One kill test: the format of the archive, records produced, SIGKILLs."""
+
+    fmt: str
+    n: int
+    kills: int
+
+
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "run", [Run("parquet", N, KILLS), Run("backup", BACKUP_N, BACKUP_KILLS)], ids=lambda r: r.fmt
+)
 def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
-    kafka_bootstrap: str, minio_endpoint: S3Endpoint, minio_bucket: str, tmp_path: Path
+    run: Run, kafka_bootstrap: str, minio_endpoint: S3Endpoint, minio_bucket: str, tmp_path: Path
 ) -> None:
+    n, kills = run.n, run.kills
     seed = int(os.environ.get("TIME_KILL_TEST_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     info(f"time kill test seed {seed} (TIME_KILL_TEST_SEED={seed} replays the kill schedule)")
@@ -183,7 +248,7 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
     topic = create_topic(kafka_bootstrap, PARTITIONS, prefix="killtime")
     now = int(time.time() * 1000)
     base = now - now % HOUR_MS - 8 * HOUR_MS
-    producer = TimedProducer(kafka_bootstrap, topic, N, base, RATE)
+    producer = TimedProducer(kafka_bootstrap, topic, n, base, RATE)
     producer.start()
 
     cfg = sink_config(
@@ -192,7 +257,7 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
         s3_keys(minio_endpoint, minio_bucket),
         **{
             "value.converter": "json",
-            "format.class": "parquet",
+            "format.class": run.fmt,
             "partitioner.class": "time",
             "path.format": PATH_FORMAT,
             "partition.duration.ms": str(HOUR_MS),
@@ -210,7 +275,7 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
     recovery: list[float] = []
     no_commit_runs = 0
     with proc:
-        for step in range(KILLS):
+        for step in range(kills):
             proc.start()
             time.sleep(rng.uniform(*KILL_AFTER))
             code = proc.kill()
@@ -236,26 +301,10 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
 
     storage = storage_of(cfg)
     ends = end_offsets(kafka_bootstrap, topic)
-    assert sum(ends.values()) == N
-    keys, rows = _read_final_files(storage, "topics", topic)
-    produced = [str(i) for i in range(N)]
-    exact = check_exactly_once(produced, (r[1] for r in rows))
-    got = collections.Counter(r[1] for r in rows)
-    duplicates = sum(c - 1 for c in got.values() if c > 1)
-
-    # each record in the hour directory of its created_at (and created_at as produced)
-    misplaced: list[str] = []
-    for key, rid, created_at in rows:
-        m = HOUR_DIR.search(key)
-        if m is None or tuple(map(int, m.groups())) != _hour_of(created_at):
-            misplaced.append(f"id {rid} ({created_at}) in {key}")
-        elif created_at != _iso(_created_at_ms(base, int(rid))):
-            misplaced.append(f"id {rid}: created_at {created_at} was not produced")
-    hours = {m.groups() for m in map(HOUR_DIR.search, keys) if m is not None}
-
+    assert sum(ends.values()) == n
     # the commit log: contiguous from 0 to each end offset, its data files are the listing
     log_problems: list[str] = []
-    committed_files: set[str] = set()
+    committed_files: list[str] = []
     commits = fences = 0
     for p, end in sorted(ends.items()):
         ms = sorted(markers(storage, topic, p), key=lambda m: m.seq)
@@ -273,13 +322,46 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
         ]
         commits += sum(1 for m in ms if m.kind == "commit")
         fences += sum(1 for m in ms if m.kind == "fence")
-        committed_files |= {f.key for m in ms for f in m.files if f.role == "data"}
-    listed = set(keys)
-    if listed != committed_files:
+        committed_files += [f.key for m in ms for f in m.files if f.role == "data"]
+    backup_wrong: list[str] = []
+    if run.fmt == "backup":  # read through the commit log, as a restore does
+        keys = [i.key for i in storage.list(f"topics/{topic}/")]
+        backup = _read_backup_files(storage, topic, committed_files)
+        rows = backup.rows
+        backup_wrong = backup.wrong
+        for p, end in sorted(ends.items()):
+            offsets = backup.offsets.get(p, [])
+            if sorted(offsets) != list(range(end)):
+                got_offsets = collections.Counter(offsets)
+                backup_wrong.append(
+                    f"partition {p}: offsets {len(offsets)} rows, "
+                    f"{sum(1 for o in range(end) if o not in got_offsets)} of 0..{end} missing, "
+                    f"{sum(c - 1 for c in got_offsets.values() if c > 1)} repeated"
+                )
+    else:  # list topics.dir, as a reader does
+        keys, rows = _read_final_files(storage, "topics", topic)
+    produced = [str(i) for i in range(n)]
+    exact = check_exactly_once(produced, (r[1] for r in rows))
+    got = collections.Counter(r[1] for r in rows)
+    duplicates = sum(c - 1 for c in got.values() if c > 1)
+
+    # each record in the hour directory of its created_at (and created_at as produced)
+    misplaced: list[str] = []
+    for key, rid, created_at in rows:
+        m = HOUR_DIR.search(key)
+        if m is None or tuple(map(int, m.groups())) != _hour_of(created_at):
+            misplaced.append(f"id {rid} ({created_at}) in {key}")
+        elif created_at != _iso(_created_at_ms(base, int(rid), n)):
+            misplaced.append(f"id {rid}: created_at {created_at} was not produced")
+    hours = {m.groups() for m in map(HOUR_DIR.search, keys) if m is not None}
+
+    listed, logged = set(keys), set(committed_files)
+    if listed != logged or len(logged) != len(committed_files):
         log_problems.append(
-            f"listing and log differ: {len(listed - committed_files)} listed files not in the log "
-            f"{sorted(listed - committed_files)[:3]}, {len(committed_files - listed)} logged files "
-            f"not listed {sorted(committed_files - listed)[:3]}"
+            f"listing and log differ: {len(listed - logged)} listed files not in the log "
+            f"{sorted(listed - logged)[:3]}, {len(logged - listed)} logged files "
+            f"not listed {sorted(logged - listed)[:3]}, "
+            f"{len(committed_files) - len(logged)} files named twice in the log"
         )
     reasons = collections.Counter(
         m.group(1)
@@ -289,9 +371,12 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
     staging = staging_left(storage)
     pending = [u.key for u in storage.list_pending_uploads(f"{ROOT}/staging/")]
 
-    info(f"records {N} produced over {PARTITIONS} partitions, created_at over {len(hours)} hours")
     info(
-        f"kills {KILLS} (each {KILL_AFTER[0]}-{KILL_AFTER[1]}s after start), {no_commit_runs} "
+        f"{run.fmt}: records {n} produced over {PARTITIONS} partitions, created_at over "
+        f"{len(hours)} hours"
+    )
+    info(
+        f"kills {kills} (each {KILL_AFTER[0]}-{KILL_AFTER[1]}s after start), {no_commit_runs} "
         f"runs killed before their first commit; recovery (start to first commit) p50 "
         f"{percentile(recovery, 50):.2f}s, max {max(recovery, default=float('nan')):.2f}s"
     )
@@ -307,6 +392,7 @@ def test_sigkill_with_time_partitioner_and_wall_clock_rotation(
         f"{time.monotonic() - started:.0f}s"
     )
     assert exact.ok, str(exact)
+    assert not backup_wrong, f"{len(backup_wrong)} backup rows wrong, e.g. {backup_wrong[:3]}"
     assert not misplaced, f"{len(misplaced)} records misplaced, e.g. {misplaced[:3]}"
     assert not log_problems, "\n".join(log_problems)
     assert not staging, f"{len(staging)} staging files left, e.g. {staging[:3]}"
