@@ -133,6 +133,12 @@ def _separator(v: str) -> bytes:
     return bytes(out)
 
 
+def _value_converter(v: str) -> str:
+    """Checked like ``key.converter`` when the config is read; kept as written."""
+    _key_converter(v)
+    return v.strip()
+
+
 def _key_converter(v: str) -> str:
     """A converter name the decoders know (short or Kafka Connect class name) -> its short name."""
     from formats.decoders import ALIASES
@@ -507,6 +513,7 @@ class SinkConfig:
         "value.converter",
         "bytes",
         "Value decoder: bytes, string, json, avro, jsonschema, protobuf (or a Confluent class).",
+        _value_converter,
         group="records",
     )
     value_converter_schema_registry_url: str | None = key(

@@ -132,6 +132,18 @@ def test_key_converter_rejects_anything_else_in_one_line() -> None:
     assert "did you mean" not in str(err.value)
 
 
+def test_value_converter_is_checked_when_the_config_is_read() -> None:
+    # kept as written (the decoders map class names themselves), refused at start-up if unknown
+    cfg = parse({**BASE, "value.converter": " io.confluent.connect.avro.AvroConverter "}, {})
+    assert cfg.value_converter == "io.confluent.connect.avro.AvroConverter"
+    with pytest.raises(ConfigError) as err:
+        parse({**BASE, "value.converter": "jsn"}, environ={})
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2, lines
+    line = lines[1].strip()
+    assert line.startswith("value.converter: unknown converter 'jsn' (did you mean json?)"), line
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name)
 def test_connect_examples_load_unchanged(example: Path) -> None:
     from formats.decoders import decoder_name
