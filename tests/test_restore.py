@@ -156,6 +156,10 @@ def by_partition(records: list[Consumed]) -> dict[int, list[Rec]]:
     return out
 
 
+def values_by_partition(records: list[Consumed]) -> dict[int, list[bytes | None]]:
+    return {p: [r[1] for r in rs] for p, rs in by_partition(records).items()}
+
+
 def log_ends(bootstrap: str, topic: str, *, stable: bool = False) -> dict[int, int]:
     """partition -> log end offset, open and aborted transactions included (``stable``: the
     last stable offset, which stops before the first open transaction)."""
@@ -626,6 +630,41 @@ def _restore_cmd(cfg_path: Path, target: str) -> list[str]:
     ]
 
 
+def sigkill_after_writes(
+    cmd: list[str], env: dict[str, str], bootstrap: str, target: str, more: int
+) -> None:
+    """Run ``cmd`` and SIGKILL it from outside once ``more`` records (committed or not) were
+    written to ``target`` since its start."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watch = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("wm"),
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    parts = watch.list_topics(target, timeout=10).topics[target].partitions
+    tps = [TopicPartition(target, p) for p in parts]
+
+    def written() -> int:
+        return sum(watch.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+
+    try:
+        start = written()
+        deadline = time.monotonic() + 60
+        while written() < start + more:
+            assert proc.poll() is None, "the restore finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        watch.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_kill9_during_restore_neither_loses_nor_repeats(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -655,33 +694,7 @@ def test_kill9_during_restore_neither_loses_nor_repeats(
     assert high_watermarks(kafka_bootstrap, target) > committed + 100  # aborted records there
 
     # 2. killed from outside, at whatever point it is
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watch = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": unique_name("wm"),
-            "isolation.level": "read_uncommitted",
-        }
-    )
-    tps = [TopicPartition(target, p) for p in (0, 1)]
-
-    def written() -> int:
-        return sum(watch.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
-
-    try:
-        start = written()
-        deadline = time.monotonic() + 60
-        while written() < start + 3000:
-            assert proc.poll() is None, "the restore finished before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        watch.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_after_writes(cmd, env, kafka_bootstrap, target, 3000)
     # what read_committed consumers see now (a transaction may still be open, until the rerun)
     assert 7000 < len(read_committed(kafka_bootstrap, target, stable=True)) < n
 
@@ -691,6 +704,76 @@ def test_kill9_during_restore_neither_loses_nor_repeats(
     line = done.stdout.decode().strip().splitlines()[-1]
     assert line.startswith("restore done:") and "resumed partition 0 at offset" in line, line
     assert by_partition(read_committed(kafka_bootstrap, target)) == want
+
+
+def test_kill9_during_json_restore_resumes_at_a_commit(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A json archive without ``store.kafka.metadata`` has no offsets in its files: progress is
+    recorded a whole commit at a time. Killed inside a transaction (in the middle of a commit's
+    records) and from outside, the target holds whole commits only, and the rerun resumes at
+    the end of the last commit replayed: every value once, in order."""
+    source = create_topic(kafka_bootstrap, 2)
+    n = 16_000
+    produce_n(
+        kafka_bootstrap,
+        source,
+        n,
+        value=lambda i: b'{"id":%d,"s":"\\u00e9 %d"}' % (i, i % 97),
+        key=None,
+        partition=lambda i: i % 2,
+    )
+    storage = {"storage.url": (tmp_path / "archive").as_uri()}
+    extra = {"format.class": "json", "value.converter": "json", "flush.size": "800"}
+    cfg = sink_config(kafka_bootstrap, source, storage, **extra)
+    archive(cfg, n)
+    values = values_by_partition(read_committed(kafka_bootstrap, source))
+    archived = storage_from_config(cfg)
+    # each partition's commits, by their ends: where a restore may stop and resume
+    ends = {p: [m.end for m in markers(archived, source, p) if m.files] for p in (0, 1)}
+    assert all(len(e) >= 8 and e[-1] == n // 2 for e in ends.values()), ends
+    props = tmp_path / "sink.properties"
+    props.write_text("".join(f"{k}={v}\n" for k, v in {
+        "name": cfg.name, "topics": source, "bootstrap.servers": kafka_bootstrap, **extra,
+        **storage,
+    }.items()))  # fmt: skip
+    target = create_topic(kafka_bootstrap, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3SINK_")}
+    cmd = _restore_cmd(props, target)  # --transaction-records 250: one commit a transaction
+
+    def whole_commits() -> dict[int, int]:
+        """Records per target partition; each a prefix of its source partition's values ending
+        at a commit's end, and partition 1 begun only once partition 0 is done."""
+        got = values_by_partition(read_committed(kafka_bootstrap, target, stable=True))
+        counts = {p: len(got.get(p, [])) for p in (0, 1)}
+        for p, count in counts.items():
+            assert got.get(p, []) == values[p][:count], f"partition {p} is not a prefix"
+            assert count == 0 or count in ends[p], f"partition {p}: {count} not a commit end"
+        assert counts[1] == 0 or counts[0] == n // 2, counts
+        return counts
+
+    # 1. killed inside a transaction, 300 records into partition 0's sixth commit
+    first = ends[0][4] + 300
+    run = subprocess.run(
+        cmd, env={**env, KILL_ENV: str(first)}, capture_output=True, timeout=120, check=False
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr.decode()[-2000:]
+    assert whole_commits() == {0: ends[0][4], 1: 0}
+    assert high_watermarks(kafka_bootstrap, target) >= first  # the open commit's records too
+
+    # 2. killed from outside, at whatever point it is (partition 0 about half done)
+    sigkill_after_writes(cmd, env, kafka_bootstrap, target, 2000)
+    counts = whole_commits()
+    assert ends[0][4] < sum(counts.values()) < n, counts
+
+    # 3. the rerun resumes at the last commit replayed and finishes the job
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    line = done.stdout.decode().strip().splitlines()[-1]
+    resumed = ", ".join(f"partition {p} at offset {c}" for p, c in counts.items() if c)
+    assert line.startswith(f"restore done: {n - sum(counts.values()):,} records"), line
+    assert f"; resumed {resumed};" in line, line
+    assert values_by_partition(read_committed(kafka_bootstrap, target)) == values
 
 
 def test_time_window_needs_record_timestamps() -> None:
