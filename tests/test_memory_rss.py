@@ -1,8 +1,8 @@
 """The sink's resident set stays within ``buffer.memory.bytes`` plus a fixed allowance (the
 interpreter, libraries, and what one consume batch holds), with many partitions and a budget far
 below what they would buffer: `s3sink catchup` as a subprocess on a real broker, peak RSS from
-``VmHWM``; on the local filesystem (Parquet) and on MinIO (JSON lines: multipart part buffers
-and parts in flight)."""
+``VmHWM``; on the local filesystem (Parquet, 128 and 1,000 partitions) and on MinIO (JSON
+lines: multipart part buffers and parts in flight)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
 import pytest
 
+from s3sink.config import parse
+from s3sink.sink import storage_from_config
+from s3sink.verify import verify
+from tests.rig.archive import check_exactly_once, staging_left
 from tests.rig.kafka import create_topic, produce_n
 from tests.rig.sinkproc import info, s3_keys, write_config
 
@@ -90,7 +95,7 @@ def _env() -> dict[str, str]:
 
 
 def _load(bootstrap: str, partitions: int, records: int) -> str:
-    topic = create_topic(bootstrap, partitions, prefix="mem")
+    topic = create_topic(bootstrap, partitions, prefix="mem", timeout=120)
     produce_n(
         bootstrap,
         topic,
@@ -165,6 +170,34 @@ def test_multipart_buffers_on_minio_stay_within_the_budget(
         **s3_keys(minio_endpoint, minio_bucket),
     )
     _check_run(config, tmp_path, "json lines minio", partitions, records, budget)
+
+
+@pytest.mark.slow
+def test_thousand_partitions_stay_within_the_budget(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """1,000 partitions with a few records each: a Parquet writer, a commit log and
+    librdkafka's fetch state per partition, all in one process, within the same bound; and
+    every record archived exactly once (read back from the Parquet files), ``verify`` clean."""
+    partitions, records, budget = 1000, 8000, 64 * MiB
+    topic = _load(kafka_bootstrap, partitions, records)
+    out = tmp_path / "out"
+    config = _config(
+        kafka_bootstrap,
+        topic,
+        budget,
+        **{"format.class": "parquet", "parquet.codec": "zstd", "storage.url": f"file://{out}"},
+    )
+    _check_run(config, tmp_path, "parquet local", partitions, records, budget)
+    files = sorted((out / "topics" / topic).rglob("*.parquet"))
+    got = [v for f in files for v in pq.read_table(f, columns=["event_id"])["event_id"].to_pylist()]
+    want = [json.loads(_value(i))["event_id"] for i in range(records)]
+    result = check_exactly_once(want, got)
+    assert result.ok, str(result)
+    assert len({f.parent for f in files}) == partitions
+    cfg = parse(config, environ={})
+    storage = storage_from_config(cfg)
+    assert not staging_left(storage)
+    report = verify(storage, cfg)
+    assert report.ok, str(report)
 
 
 @pytest.fixture(autouse=True)
