@@ -5,7 +5,10 @@ explicit timestamps are archived by the sink in process (``format.class=backup``
 restored into a new topic on the same broker and into a second broker; the targets must hold
 the same records byte for byte, in the same per-partition order, read with
 ``isolation.level=read_committed``. The restore is also killed with SIGKILL mid-way (inside a
-transaction, and from outside) and run again: nothing lost, nothing repeated. Bad records
+transaction, and from outside) and run again: nothing lost, nothing repeated -- for a backup
+archive and for a json one, whose progress moves a whole commit at a time. Timestamps are
+written as CreateTime (LogAppendTime sources included), a LogAppendTime target stamps its own,
+and records archived with timestamp 0 or none get the produce time. Bad records
 (error files, a dead-letter topic) are skipped without a false gap; files no marker names are
 never read, and a committed file missing from its final key is read from its staging copy.
 """
@@ -51,6 +54,7 @@ from s3sink.restore import (
 )
 from s3sink.rotation import RotationReason
 from s3sink.sink import Sink, storage_from_config
+from s3sink.storage.base import Storage
 from s3sink.storage.memory import MemoryStorage
 from s3sink.writer import PartitionWriter
 from tests.rig.archive import markers
@@ -1054,3 +1058,201 @@ def test_only_committed_files_are_read_from_their_final_or_staging_key(
         "`s3sink verify` to inspect the archive"
     )
     assert read_committed(kafka_bootstrap, lost) == []
+
+
+# -- timestamps: LogAppendTime sources and targets, timestamp 0, no timestamp --------------------
+
+#: A Java producer (the Kafka clients jar of the rig's broker): librdkafka takes timestamp 0 for
+#: "now", the Java client writes it as it is. Produces ``args[2:]`` (``<timestamp>=<value>``)
+#: to partition 0 of ``args[1]`` and prints each acknowledged timestamp.
+JAVA_PRODUCER = """
+import java.nio.charset.StandardCharsets;
+import java.util.Properties;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
+
+public class ProduceAt {
+    public static void main(String[] args) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", args[0]);
+        props.put("acks", "all");
+        props.put("key.serializer", ByteArraySerializer.class.getName());
+        props.put("value.serializer", ByteArraySerializer.class.getName());
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            for (int i = 2; i < args.length; i++) {
+                String[] tv = args[i].split("=", 2);
+                byte[] value = tv[1].getBytes(StandardCharsets.UTF_8);
+                byte[] key = ("k" + i).getBytes(StandardCharsets.UTF_8);
+                ProducerRecord<byte[], byte[]> record =
+                    new ProducerRecord<>(args[1], 0, Long.parseLong(tv[0]), key, value);
+                RecordMetadata m = producer.send(record).get();
+                System.out.println(m.timestamp());
+            }
+        }
+    }
+}
+"""
+
+
+def produce_with_java(
+    bootstrap: str, topic: str, records: list[tuple[int, bytes]], workdir: Path
+) -> None:
+    """Produce (timestamp, value) records to partition 0 with the Java client, as they are."""
+    from s3sink.local.kafka import ensure_kafka_jars
+    from s3sink.local.tools import find_java
+
+    source = workdir / "ProduceAt.java"
+    source.write_text(JAVA_PRODUCER)
+    args = [f"{ts}={v.decode()}" for ts, v in records]
+    cp = f"{ensure_kafka_jars()}/*"
+    run = subprocess.run(
+        [find_java(), "-cp", cp, str(source), bootstrap, topic, *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    assert [int(x) for x in run.stdout.split()] == [ts for ts, _ in records], run.stdout
+
+
+def stamps(bootstrap: str, topic: str) -> list[tuple[bytes | None, int, int]]:
+    """(value, timestamp type, timestamp) of every committed record of a 1-partition topic."""
+    end = log_ends(bootstrap, topic)[0]
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("ts"),
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    out: list[tuple[bytes | None, int, int]] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + 60
+        while consumer.position([TopicPartition(topic, 0)])[0].offset < end:
+            for m in consumer.consume(500, 0.2):
+                assert m.error() is None, m.error()
+                kind, ts = m.timestamp()
+                out.append((m.value(), kind, ts))
+            assert time.monotonic() < deadline, f"{topic} stalled"
+    finally:
+        consumer.close()
+    return out
+
+
+def backup_rows(storage: Storage, topic: str) -> list[dict[str, Any]]:
+    """The rows of partition 0's committed backup files, in offset order."""
+    rows: list[dict[str, Any]] = []
+    for m in sorted(markers(storage, topic, 0), key=lambda m: m.seq):
+        for f in m.files:
+            reader: Any = fastavro.reader(io.BytesIO(storage.get(f.key)[0]))
+            rows.extend(reader)
+    return sorted(rows, key=lambda r: r["offset"])
+
+
+CREATE_TIME, LOG_APPEND_TIME = 1, 2  # confluent_kafka.TIMESTAMP_CREATE_TIME / _LOG_APPEND_TIME
+
+
+def restore_timed(cfg: SinkConfig, opts: RestoreOptions) -> tuple[int, int]:
+    """Run a restore; the wall-clock window (ms) it produced in."""
+    before = int(time.time() * 1000)
+    summary = Restorer(cfg, opts).run()
+    after = int(time.time() * 1000) + 1
+    assert summary.records > 0, summary.text()
+    return before, after
+
+
+def test_restored_timestamps_log_append_time_and_zero(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """README, Restore, "What is written": the timestamp is written as CreateTime; a target
+    topic with ``message.timestamp.type=LogAppendTime`` stamps its own; a record archived with
+    timestamp 0 gets the produce time.
+
+    Sources: a LogAppendTime topic (the backup keeps the broker's append times, typed
+    LogAppendTime) and a CreateTime topic whose records have timestamp 0 or an explicit time,
+    written by the Java client."""
+    n = 40
+    log_append = {"message.timestamp.type": "LogAppendTime"}
+    appended = create_topic(kafka_bootstrap, 1, prefix="lat", config=log_append)
+    produce_n(kafka_bootstrap, appended, n, value=lambda i: b"a%d" % i, timestamp_ms=lambda i: T0)
+    zero = create_topic(kafka_bootstrap, 1, prefix="ts0")
+    timed = [(0 if i % 2 == 0 else T0 + i, b"z%d" % i) for i in range(10)]
+    produce_with_java(kafka_bootstrap, zero, timed, tmp_path)
+
+    source = stamps(kafka_bootstrap, appended)
+    assert [v for v, _, _ in source] == [b"a%d" % i for i in range(n)]
+    assert {k for _, k, _ in source} == {LOG_APPEND_TIME}
+    assert all(ts > T0 for _, _, ts in source)  # the broker's times, not the producer's
+    assert stamps(kafka_bootstrap, zero) == [(v, CREATE_TIME, ts) for ts, v in timed]
+
+    storage = {"storage.url": (tmp_path / "archive").as_uri()}
+    cfg = sink_config(kafka_bootstrap, f"{appended},{zero}", storage)
+    archive(cfg, n + len(timed))
+    assert [
+        (r["value"], r["timestamp_type"], r["timestamp"])
+        for r in backup_rows(storage_from_config(cfg), appended)
+    ] == [(v, "LogAppendTime", ts) for v, _, ts in source]
+    assert [
+        (r["value"], r["timestamp_type"], r["timestamp"])
+        for r in backup_rows(storage_from_config(cfg), zero)
+    ] == [(v, "CreateTime", ts) for ts, v in timed]
+
+    # the archived append times, as CreateTime
+    target = create_topic(kafka_bootstrap, 1)
+    restore_timed(cfg, RestoreOptions(to_topic=target, source_topic=appended))
+    assert stamps(kafka_bootstrap, target) == [(v, CREATE_TIME, ts) for v, _, ts in source]
+
+    # a LogAppendTime target stamps its own (the broker's clock read before and after)
+    target = create_topic(kafka_bootstrap, 1, config=log_append)
+    clock = create_topic(kafka_bootstrap, 1, prefix="clock", config=log_append)
+    produce_n(kafka_bootstrap, clock, 1)
+    restore_timed(cfg, RestoreOptions(to_topic=target, source_topic=appended))
+    produce_n(kafka_bootstrap, clock, 1)
+    before, after = (ts for _, _, ts in stamps(kafka_bootstrap, clock))
+    got = stamps(kafka_bootstrap, target)
+    assert [(v, k) for v, k, _ in got] == [(v, LOG_APPEND_TIME) for v, _, _ in source]
+    assert all(before <= ts <= after for _, _, ts in got), (before, after, got[:3])
+    assert max(ts for _, _, ts in source) < before
+
+    # timestamp 0: the produce time; the others as archived
+    target = create_topic(kafka_bootstrap, 1)
+    before, after = restore_timed(cfg, RestoreOptions(to_topic=target, source_topic=zero))
+    got = stamps(kafka_bootstrap, target)
+    assert [(v, k) for v, k, _ in got] == [(v, CREATE_TIME) for _, v in timed]
+    for (v, _, ts), (archived_ts, _) in zip(got, timed, strict=True):
+        if archived_ts == 0:
+            assert before <= ts <= after, (v, ts, before, after)
+        else:
+            assert ts == archived_ts, (v, ts)
+
+
+def test_records_archived_without_a_timestamp_get_the_produce_time(
+    kafka_bootstrap: str,
+) -> None:
+    """A backup row typed NoTimestampType (timestamp -1: a record of the pre-0.10 message
+    format) is restored with the produce time, as CreateTime; timestamp 0 too."""
+    batch = RecordBatch(
+        "orders", 0, [0, 1, 2, 3], [-1, T0, 0, T0 + 3], [0, 1, 1, 2],
+        [b"k0", b"k1", None, b"k3"], [b"none", b"create", b"zero", b"appended"],
+        [None, None, [("h", None)], None],
+    )  # fmt: skip
+    config, storage = archive_in_memory({"format.class": "backup"}, [batch])
+    assert [(r["timestamp_type"], r["timestamp"]) for r in backup_rows(storage, "orders")] == [
+        ("NoTimestampType", -1),
+        ("CreateTime", T0),
+        ("CreateTime", 0),
+        ("LogAppendTime", T0 + 3),
+    ]
+    target = create_topic(kafka_bootstrap, 1)
+    opts = RestoreOptions(to_topic=target, bootstrap=kafka_bootstrap)
+    before = int(time.time() * 1000)
+    summary = Restorer(config, opts, storage=storage).run()
+    after = int(time.time() * 1000) + 1
+    assert summary.records == 4, summary.text()
+    got = stamps(kafka_bootstrap, target)
+    assert [(v, k) for v, k, _ in got] == [(v, CREATE_TIME) for v in batch.values]
+    (_, _, t_none), (_, _, t_create), (_, _, t_zero), (_, _, t_appended) = got
+    assert before <= t_none <= after and before <= t_zero <= after, (before, after, got)
+    assert (t_create, t_appended) == (T0, T0 + 3)
