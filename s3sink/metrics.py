@@ -78,10 +78,13 @@ HELP: dict[str, str] = {
     "paused_partitions": "Partitions paused, by reason (backpressure: uploads behind the "
     "memory budget; recovery: waiting to be taken over again after a failure or fencing).",
     "assigned_partitions": "Partitions assigned to this instance.",
-    "consumer_lag": "Records not yet consumed: the end offset (last stable offset with "
-    "read_committed) minus the consumer position, from librdkafka statistics.",
-    "committed_lag": "Records not yet archived: the end offset minus the end offset of the "
-    "partition's latest commit marker.",
+    "consumer_lag": "Offsets not yet consumed: the end offset (last stable offset with "
+    "read_committed, from librdkafka statistics) minus how far the consumer has read (past "
+    "the last record, or to the end of the partition: control and aborted records included).",
+    "committed_lag": "Offsets not yet archived: the end offset minus the end offset of the "
+    "partition's latest commit marker, or minus how far the consumer has read once the "
+    "partition holds no open files or pending commits (what follows the marker is then "
+    "control, aborted or skipped records). 0 when everything below the end is committed.",
     "last_commit_timestamp_seconds": "Wall-clock time of the last commit.",
     "ready": "1 once partitions are assigned and taken over (as /readyz), else 0.",
     "commit_seconds": "From the start of a commit (closing files, completing the staging "

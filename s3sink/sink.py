@@ -61,6 +61,8 @@ TAKEOVER_WORKERS = 32
 STATS_INTERVAL_MS = 5000
 #: How often a waiting stop looks for a second signal (abandon).
 _STOP_POLL_S = 0.1
+#: How often the loop notes which partitions hold nothing uncommitted (committed_lag).
+_ARCHIVED_INTERVAL_S = 0.1
 
 
 def storage_from_config(config: SinkConfig, metrics: Metrics | None = None) -> Storage:
@@ -214,6 +216,15 @@ class Sink:
         #: Partition end offsets (last stable offset with read_committed) from librdkafka stats.
         self._ends: dict[tuple[str, int], int] = {}
         self._paused_ends_due = 0.0
+        #: How far the consumer has read each partition (the offset of its last end-of-partition
+        #: event): past the control records and aborted records a writer's position stops
+        #: before. Only for the writer that read it (dropped when the partition is re-read).
+        self._consumed: dict[tuple[str, int], int] = {}
+        #: Offsets below which everything is committed or has nothing to commit (control,
+        #: aborted or skipped records): set while a partition holds no open or pending
+        #: records (see :meth:`_note_archived`); never decreases while assigned.
+        self._archived: dict[tuple[str, int], int] = {}
+        self._archived_due = 0.0
         #: A Kafka client error that stops the sink (bad credentials, untrusted certificate).
         self._client_error: str | None = None
         self._log_storage: Storage = CountingLogStorage(self.storage, self.metrics)
@@ -348,6 +359,7 @@ class Sink:
                 w.maybe_rotate(now)
             self._enforce_memory()
             self._refresh_paused_ends()
+            self._note_archived()
             self._recover(consumer)
             self._commit_hints(consumer)
             if catchup and self._catchup_done():
@@ -389,6 +401,12 @@ class Sink:
         code = err.code()
         if code == KafkaError._PARTITION_EOF:
             key = (m.topic(), m.partition())
+            w = self.state.writers.get(key)
+            offset = m.offset()
+            if w is not None and w.status is WriterStatus.ACTIVE and offset is not None:
+                # every record before this event was handed to the writer: the partition is
+                # read up to here (control and aborted records included)
+                self._consumed[key] = max(offset, self._consumed.get(key, 0))
             if self._catchup is not None and key in self._catchup:
                 w = self.state.writers.get(key)
                 if w is not None and w.status is WriterStatus.ACTIVE:
@@ -455,6 +473,25 @@ class Sink:
             if end >= 0 and key in self.state.writers:
                 self._ends[key] = end
 
+    def _note_archived(self) -> None:
+        """Where a partition holds no open files, no bad records waiting for an error file
+        and no pending commit, everything it has read is archived: the offsets past its log's
+        end are control, aborted or skipped records (a commit only covers up to the record
+        after the last one written). Runs on the consumer thread, which alone opens files
+        and submits commits: a commit submitted later covers later offsets only."""
+        now = self.clock.monotonic()
+        if now < self._archived_due:
+            return
+        self._archived_due = now + _ARCHIVED_INTERVAL_S
+        for key, w in self.state.writers.items():
+            if w.status is not WriterStatus.ACTIVE or w.files or w._pending_bad:
+                continue
+            if self.committer.queued(w):
+                continue
+            read_to = max(w.position, self._consumed.get(key, 0))
+            if read_to > self._archived.get(key, 0):
+                self._archived[key] = read_to
+
     def _collect(self, metrics: Metrics) -> None:
         """Before each render: readiness, lag per partition, paused partitions, retries."""
         metrics.set("ready", 1 if self.is_ready() else 0)
@@ -465,10 +502,12 @@ class Sink:
             end = self._ends.get(key)
             if end is None:
                 continue
-            metrics.set("consumer_lag", max(0, end - w.position), tp=w.tp)
+            read_to = max(w.position, self._consumed.get(key, 0))
+            metrics.set("consumer_lag", max(0, end - read_to), tp=w.tp)
             latest = w.log.latest
             if latest is not None:
-                metrics.set("committed_lag", max(0, end - latest.end), tp=w.tp)
+                archived = max(latest.end, self._archived.get(key, 0))
+                metrics.set("committed_lag", max(0, end - archived), tp=w.tp)
         recovering = set(self.state.recovering)
         paused = set(self.state.paused)
         metrics.set("paused_partitions", len(paused - recovering), reason="backpressure")
@@ -731,6 +770,8 @@ class Sink:
             self.state.untaken.pop(k, None)
             self.state.paused.discard(k)
             self._ends.pop(k, None)
+            self._consumed.pop(k, None)
+            self._archived.pop(k, None)
             self.metrics.forget(PartitionName(*k))
             if self._catchup is not None:
                 self._catchup.pop(k, None)
@@ -767,6 +808,9 @@ class Sink:
                 self.state.recovering[key] = _Recovery(w, now + delay, failures)
                 consumer.pause([TopicPartition(*key)])
                 self.state.paused.add(key)
+                # the next writer re-reads from the log's end
+                self._consumed.pop(key, None)
+                self._archived.pop(key, None)
                 log.info("%s: taking the partition over again in %.1f s", w.tp, delay)
         for key, not_before in list(self.state.untaken.items()):
             if now < not_before:
