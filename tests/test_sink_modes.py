@@ -59,6 +59,8 @@ def _cfg(bootstrap: str, topic: str, root: Path, **extra: str) -> dict[str, str]
 def test_assignment_protocols(
     protocol: dict[str, str], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    """One instance archives the topic with each protocol (the rebalances of several instances
+    with each protocol: tests/test_exactly_once_faults.py)."""
     topic = create_topic(kafka_bootstrap, 4)
     produce_n(kafka_bootstrap, topic, 2000, value=_value)
     cfg = parse(
