@@ -17,10 +17,12 @@ import random
 import socket
 import threading
 import uuid
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from confluent_kafka import (
@@ -63,6 +65,15 @@ STATS_INTERVAL_MS = 5000
 _STOP_POLL_S = 0.1
 #: How often the loop notes which partitions hold nothing uncommitted (committed_lag).
 _ARCHIVED_INTERVAL_S = 0.1
+#: A consumed batch larger than the room left in the memory budget is appended in slices,
+#: the budget checked after each: a slice takes half the room left, and at least
+#: 1/SLICE_SHARE of the budget. With no room left the rest of the batch is held (its
+#: partitions paused) until commits free some. The buffered bytes so pass the budget by at
+#: most 1/SLICE_SHARE of it (times the encoded/raw size ratio of the format), whatever
+#: consume.batch.size; a batch that fits the room (the common case) is appended whole.
+SLICE_SHARE = 16
+#: consume() timeout while records are held: commits free memory in milliseconds.
+_HELD_POLL_S = 0.02
 
 
 def storage_from_config(config: SinkConfig, metrics: Metrics | None = None) -> Storage:
@@ -108,6 +119,14 @@ def consumer_config(config: SinkConfig, *, catchup: bool) -> dict[str, Any]:
     conf.update(prefetch_config(config.buffer_memory_bytes, user))
     conf.update(user)
     return conf
+
+
+def _record_bytes(batch: RecordBatch) -> list[int]:
+    """Key and value bytes of each record (what :meth:`RecordBatch.value_bytes` sums)."""
+    return [
+        (len(k) if k is not None else 0) + (len(v) if v is not None else 0)
+        for k, v in zip(batch.keys, batch.values, strict=True)
+    ]
 
 
 def _incremental(conf: dict[str, Any]) -> bool:
@@ -225,6 +244,13 @@ class Sink:
         #: records (see :meth:`_note_archived`); never decreases while assigned.
         self._archived: dict[tuple[str, int], int] = {}
         self._archived_due = 0.0
+        #: Bytes the open files, pending commits and parts may still grow by within the budget
+        #: (as of the last memory check, less what was appended since) and the budget itself.
+        self._room = 0
+        self._files_limit = 0
+        #: Consumed messages (records and events, in consume order) of partitions that had no
+        #: room in the budget: appended before anything consumed later for the partition.
+        self._held: dict[tuple[str, int], list[Any]] = {}
         #: A Kafka client error that stops the sink (bad credentials, untrusted certificate).
         self._client_error: str | None = None
         self._log_storage: Storage = CountingLogStorage(self.storage, self.metrics)
@@ -291,6 +317,7 @@ class Sink:
         still fences any other owner)."""
         started = self.clock.monotonic()
         self._conf = consumer_config(self.config, catchup=catchup)
+        self._files_limit = self._room = files_budget(self.config.buffer_memory_bytes, self._conf)
         consumer = Consumer(
             {**self._conf, "stats_cb": self._on_stats, "error_cb": self._on_client_error},
             logger=logging.getLogger("s3sink.kafka"),
@@ -321,6 +348,7 @@ class Sink:
                     w.fail(FatalError("abandoned on a second stop signal"))
                     w.abandon()
                 self.state.writers.clear()
+                self._held.clear()
                 log.warning("stopping at once: buffered records are left to the next owner")
             try:
                 consumer.close()
@@ -349,9 +377,12 @@ class Sink:
         cfg = self.config
         while not self._stop.is_set():
             self.last_loop = self.clock.monotonic()
-            msgs = consumer.consume(num_messages=cfg.consume_batch_size, timeout=0.2)
+            timeout = _HELD_POLL_S if self._held else 0.2
+            msgs = consumer.consume(num_messages=cfg.consume_batch_size, timeout=timeout)
             if self._client_error is not None:
                 raise FatalError(self._client_error)
+            if self._held:
+                self._dispatch_held()
             if msgs:
                 self._dispatch(msgs)
             now = self.clock.now_ms()
@@ -371,31 +402,90 @@ class Sink:
 
     def _dispatch(self, msgs: Sequence[Any]) -> None:
         groups, failed = split_messages(msgs)
-        for m, err in failed:
-            self._kafka_error(m, err)
-        for (topic, partition), group in groups.items():
-            ms = group
-            w = self.state.writers.get((topic, partition))
-            if w is None or w.status is not WriterStatus.ACTIVE:
+        held = self._held
+        for key, ms in groups.items():
+            if key in held:
+                held[key].extend(ms)  # behind what is held, in order
                 continue
-            target = self._catchup.get((topic, partition)) if self._catchup else None
-            if target is not None and ms[-1].offset() >= target.end:
-                # a catch-up archives up to the end offsets seen at its start, no further:
-                # records produced since are left to the next run
-                target.done = True
-                ms = [m for m in ms if m.offset() < target.end]
-                if not ms:
-                    continue
-            batch = RecordBatch.from_messages(topic, partition, ms)
-            self.metrics.inc("records_consumed_total", len(batch), tp=w.tp)
-            self.metrics.inc("bytes_consumed_total", batch.value_bytes(), tp=w.tp)
-            try:
-                w.append(batch)
-            except RetriableError as exc:
-                # e.g. the schema registry is down: drop what is open and take the partition
-                # over again after a backoff (it re-reads from the log's end)
-                log.warning("%s: %s; retrying the partition", w.tp, exc)
-                w.fail(exc)
+            self._append(key, ms)
+        # events after the records (an end-of-partition event follows the records before it):
+        # those of a partition with held records wait behind them
+        for m, err in failed:
+            waiting = held.get((m.topic(), m.partition()))
+            if waiting is not None:
+                waiting.append(m)
+            else:
+                self._kafka_error(m, err)
+
+    def _dispatch_held(self) -> None:
+        """Append what was held, as far as the budget has room again."""
+        if self._room <= 0:
+            return
+        for key in list(self._held):
+            if self._room <= 0:
+                return
+            self._dispatch(self._held.pop(key))
+
+    def _append(self, key: tuple[str, int], ms: Sequence[Any]) -> None:
+        """Append one partition's records of a consumed batch to its writer, within the
+        memory budget (:data:`SLICE_SHARE`)."""
+        topic, partition = key
+        w = self.state.writers.get(key)
+        if w is None or w.status is not WriterStatus.ACTIVE:
+            return
+        target = self._catchup.get(key) if self._catchup else None
+        if target is not None and ms[-1].offset() >= target.end:
+            # a catch-up archives up to the end offsets seen at its start, no further:
+            # records produced since are left to the next run
+            target.done = True
+            ms = [m for m in ms if m.offset() < target.end]
+            if not ms:
+                return
+        batch = RecordBatch.from_messages(topic, partition, ms)
+        nbytes = batch.value_bytes()
+        if nbytes <= self._room:  # the common case: the whole batch fits
+            self._room -= nbytes
+            self._append_batch(w, batch, nbytes)
+            return
+        sizes = list(accumulate(_record_bytes(batch)))
+        n, i = len(batch), 0
+        while i < n and w.status is WriterStatus.ACTIVE:
+            if self._room <= 0:
+                self._hold(key, ms[i:])
+                return
+            done = sizes[i - 1] if i else 0
+            cap = max(self._room // 2, self._files_limit // SLICE_SHARE)
+            j = max(i + 1, bisect_right(sizes, done + cap, lo=i))
+            self._append_batch(
+                w, batch.slice(i, j) if (i, j) != (0, n) else batch, sizes[j - 1] - done
+            )
+            i = j
+            self._enforce_memory()  # measures what the slice took; seals, pauses, sets the room
+
+    def _append_batch(self, w: PartitionWriter, batch: RecordBatch, nbytes: int) -> None:
+        self.metrics.inc("records_consumed_total", len(batch), tp=w.tp)
+        self.metrics.inc("bytes_consumed_total", nbytes, tp=w.tp)
+        try:
+            w.append(batch)
+        except RetriableError as exc:
+            # e.g. the schema registry is down: drop what is open and take the partition
+            # over again after a backoff (it re-reads from the log's end)
+            log.warning("%s: %s; retrying the partition", w.tp, exc)
+            w.fail(exc)
+
+    def _hold(self, key: tuple[str, int], ms: Sequence[Any]) -> None:
+        """No room in the budget: keep the rest of the batch for later and pause the partition
+        (librdkafka drops what it fetched for it and fetches again from after the batch on
+        resume); :meth:`_enforce_memory` resumes it once commits have freed memory."""
+        self._held[key] = list(ms)
+        if key not in self.state.paused:
+            self._consumer.pause([TopicPartition(*key)])
+            self.state.paused.add(key)
+            log.info(
+                "%s: memory budget full; %d consumed records held until commits free memory",
+                PartitionName(*key),
+                len(ms),
+            )
 
     def _kafka_error(self, m: Any, err: Any) -> None:
         code = err.code()
@@ -486,6 +576,8 @@ class Sink:
         for key, w in self.state.writers.items():
             if w.status is not WriterStatus.ACTIVE or w.files or w._pending_bad:
                 continue
+            if key in self._held:
+                continue
             if self.committer.queued(w):
                 continue
             read_to = max(w.position, self._consumed.get(key, 0))
@@ -536,6 +628,9 @@ class Sink:
             files_budget(total, self._conf),
             gauge.files_limit(total, prefetch_bytes(self._conf), counted),
         )
+        # sealing below moves open files to the pending commits: it frees nothing yet
+        self._files_limit = budget
+        self._room = budget - counted
         set_limit = getattr(self.storage, "set_memory_limit", None)
         if set_limit is not None:
             set_limit(budget // 2)
@@ -564,7 +659,7 @@ class Sink:
                     pending,
                     len(to_pause),
                 )
-        elif pending < budget // 4 and self.state.paused:
+        elif pending < budget // 4 and self._room > 0 and self.state.paused:
             to_resume = [k for k in self.state.paused if k in active]
             if to_resume:
                 consumer.resume([TopicPartition(t, p) for t, p in to_resume])
@@ -772,6 +867,7 @@ class Sink:
             self._ends.pop(k, None)
             self._consumed.pop(k, None)
             self._archived.pop(k, None)
+            self._held.pop(k, None)
             self.metrics.forget(PartitionName(*k))
             if self._catchup is not None:
                 self._catchup.pop(k, None)
@@ -811,6 +907,7 @@ class Sink:
                 # the next writer re-reads from the log's end
                 self._consumed.pop(key, None)
                 self._archived.pop(key, None)
+                self._held.pop(key, None)
                 log.info("%s: taking the partition over again in %.1f s", w.tp, delay)
         for key, not_before in list(self.state.untaken.items()):
             if now < not_before:
@@ -846,7 +943,7 @@ class Sink:
     # -- catch-up ----------------------------------------------------------------------------
     def _catchup_done(self) -> bool:
         targets = self._catchup
-        if not targets or self.state.recovering or self.state.untaken:
+        if not targets or self.state.recovering or self.state.untaken or self._held:
             return False
         for key, t in targets.items():
             w = self.state.writers.get(key)
