@@ -520,7 +520,10 @@ def test_lag_paused_partitions_and_buffered_bytes_against_the_truth(
             # consumer_lag per partition: the broker's end offset minus the consumed position,
             # within the statistics interval (200 ms; allow many). The partitions are paused:
             # librdkafka does not fetch them, so their end offsets come from the broker
-            wait_for("consumer_lag true", run.scrape, lambda s: lag(s) == truth, timeout=5)
+            try:
+                wait_for("consumer_lag true", run.scrape, lambda s: lag(s) == truth, timeout=15)
+            except TimeoutError:
+                raise AssertionError(f"consumer_lag {lag(run.scrape())} != {truth}") from None
 
             # 3. S3 answers again
             gate.open()

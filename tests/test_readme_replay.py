@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from s3sink.config import load_config
 from s3sink.local import KafkaBroker
-from s3sink.restore import parse_time
+from s3sink.restore import DEFAULT_PROGRESS_TOPIC, parse_time
 from tests.rig.kafka import ProducerRecord, create_topic, produce
 from tests.rig.s3 import S3Endpoint, create_bucket, s3_client
 from tests.rig.schema_registry import SchemaRegistryServer
+from tests.test_connect_example import _drop_topic, _forget_group
 from tests.test_readme import fenced_blocks
 from tests.test_readme_commands import (
     NOT_RUN,
@@ -61,6 +64,12 @@ SCHEMA = json.dumps(
     }
 )
 PARTITIONS = 8
+PROGRESS_TOPIC = DEFAULT_PROGRESS_TOPIC
+#: The topics the README's commands name on the source cluster (restore progress included).
+SOURCE_TOPICS = (
+    *("orders", "dlq-orders", "orders-replay", "orders-v2", "orders-avro"),
+    PROGRESS_TOPIC,
+)
 N = 400
 MORE = 40
 T_KAFKA = parse_time("2024-05-01T09:00:00Z")  # Kafka timestamps: 09:00 to 13:00, every 36 s
@@ -165,15 +174,24 @@ def _run_all(
         "S3SINK_S3_PATH_STYLE_ACCESS_ENABLED": "true",
         "S3SINK_HTTP_LISTEN": f"127.0.0.1:{port}",
     }
-    create_topic(source, PARTITIONS, name="orders")
-    create_topic(source, 1, name="dlq-orders")
-    _produce_orders(source, registry.url, 0, N)
-
     (connector,) = [b for h, lang, b in fenced_blocks() if h == MIGRATING and lang == "json"]
     (cwd / "confluent-s3-sink-orders.json").write_text(swap_connector(connector))
     (props,) = [b for h, lang, b in fenced_blocks() if h == ARCHIVE and lang == "properties"]
     assert props.startswith("# backup.properties\n")
     (cwd / "backup.properties").write_text(swap(props))
+
+    # the README's names are fixed (the Connect example test uses "orders" too): drop what an
+    # earlier test or run left under them, topics, consumer groups and restore progress
+    deadline = time.monotonic() + 120
+    for cluster, names in ((source, SOURCE_TOPICS), (dr, ("orders", PROGRESS_TOPIC))):
+        for name in names:
+            _drop_topic(cluster, name, deadline)
+    for config in ("confluent-s3-sink-orders.json", "backup.properties"):
+        loaded = load_config(cwd / config, {**env, "S3SINK_BOOTSTRAP_SERVERS": source})
+        _forget_group(source, loaded.effective_group_id)
+    create_topic(source, PARTITIONS, name="orders")
+    create_topic(source, 1, name="dlq-orders")
+    _produce_orders(source, registry.url, 0, N)
     ran: list[str] = []
 
     # -- Migrating: the Connect config, unchanged, four tasks; stop once files are published
