@@ -198,6 +198,14 @@ class ManagedProcess:
         """Whether the process we spawned in this Python process has already exited."""
         return self._popen is not None and self._popen.poll() is not None
 
+    def gone(self) -> bool:
+        """Whether the process is no longer there: for one spawned here, its exit status says
+        so (its command line may be briefly unreadable while a launcher such as ``java``
+        re-executes itself); for one started by an earlier ``up``, its pid and command line."""
+        if self._popen is not None:
+            return self._popen.poll() is not None
+        return not self.running()
+
     def stop(self, timeout: float = 30.0, *, kill: bool = False) -> bool:
         """Stop our process: SIGTERM (or SIGKILL if ``kill``), SIGKILL after ``timeout``.
 
@@ -252,7 +260,7 @@ def wait_until(
     while True:
         if ready():
             return
-        if process.exited() or not process.running():
+        if process.gone():
             raise process.failure("exited before it was ready")
         if time.monotonic() >= deadline:
             raise process.failure(f"did not {what} within {timeout:.0f}s")
