@@ -4,19 +4,24 @@ and no consumed batch, however large, takes them far past it."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 
+import pytest
+
 from s3sink.config import SinkConfig, parse
+from s3sink.http import start_http
 from s3sink.memory import configure_arrow_memory, files_budget, prefetch_config
 from s3sink.sink import SLICE_SHARE, Sink, consumer_config, storage_from_config
 from tests.rig.archive import archived_lines, check_exactly_once, ids_of
 from tests.rig.faultproxy import FaultProxy
 from tests.rig.kafka import create_topic, produce_n, unique_name
-from tests.rig.observe import Scrape, listen_address, wait_for
+from tests.rig.observe import Scrape, listen_address, scrape, wait_for
 from tests.rig.s3 import S3Endpoint
 from tests.test_lifecycle import S3Gate
-from tests.test_metrics import Running, _s3
+from tests.test_metrics import _s3
 
 MiB = 1024 * 1024
 
@@ -83,6 +88,56 @@ MARGIN = 1 / 8
 assert 1 / SLICE_SHARE < MARGIN
 
 
+class GateOnReady(Sink):
+    """Closes the S3 gate once the partitions are taken over: on the consumer thread, before
+    it hands any record to a writer (takeovers need S3, the records' uploads must not get it).
+    """
+
+    def __init__(self, config: SinkConfig, gate: S3Gate) -> None:
+        super().__init__(config)
+        self.gate = gate
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready:
+            self.gate.close()
+        super()._set_ready(ready)
+
+
+class Running:
+    """``sink.run()`` in a thread with the HTTP listener (as ``s3sink run`` serves it)."""
+
+    def __init__(self, cfg: SinkConfig, sink: Sink) -> None:
+        self.sink = sink
+        self.listen = cfg.http_listen
+        self.server = start_http(cfg.http_listen, sink)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sink-under-test", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sink.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def scrape(self) -> Scrape:
+        return scrape(self.listen)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.sink.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the sink did not stop"
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.sink.abandon()
+            self.thread.join(30)
+        if self.server is not None:
+            self.server.shutdown()
+
+
 class BufferedSampler:
     """Samples, from outside the consumer loop, what the budget counts: the open files of every
     writer, the pending commits and the S3 parts in flight (as ``Sink._enforce_memory`` sums
@@ -123,13 +178,17 @@ class BufferedSampler:
 
 
 def test_budget_holds_within_a_consumed_batch(
-    kafka_bootstrap: str, s3_endpoint: S3Endpoint, s3_bucket: str
+    kafka_bootstrap: str,
+    s3_endpoint: S3Endpoint,
+    s3_bucket: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """1 MiB budget, the default ``consume.batch.size`` (10,000), ~1 KiB values: one consumed
     batch holds ~2 MiB (librdkafka's queue and a fetch). S3 holds every request once the
     partitions are taken over, so nothing buffered can be freed: the sink must stop taking
     records in the middle of a batch. The buffered bytes never pass the budget by more than
     :data:`MARGIN`; once S3 answers, every record is archived exactly once."""
+    caplog.set_level(logging.INFO, logger="s3sink.sink")
     parts, n = 2, 3000
     pad = "x" * 1000
     topic = create_topic(kafka_bootstrap, parts)
@@ -161,19 +220,11 @@ def test_budget_holds_within_a_consumed_batch(
             }
             cfg = parse({**raw, **_s3(s3_endpoint, s3_bucket, url=proxy.url)}, environ={})
             assert cfg.consume_batch_size == 10_000
-            run = Running(cfg)
-
-            # S3 holds everything from the moment the partitions are taken over
-            def close_when_ready() -> None:
-                if run.sink.ready.wait(60):
-                    gate.close()
-
-            closer = threading.Thread(target=close_when_ready)
-            closer.start()
-            sampler = BufferedSampler(run.sink)
+            sink = GateOnReady(cfg, gate)
+            run = Running(cfg, sink=sink)
+            sampler = BufferedSampler(sink)
             try:
-                closer.join(60)
-                assert run.sink.ready.is_set()
+                assert sink.ready.wait(60)
 
                 def consumed(s: Scrape) -> float:
                     return s.value("records_consumed_total")
@@ -221,6 +272,13 @@ def test_budget_holds_within_a_consumed_batch(
         limit,
     )
     assert sampler.peak_gauge <= limit, sampler.peak_gauge
+    # the budget filled up in the middle of a consumed batch: its rest was held, not appended
+    held_counts = [
+        int(m.group(1))
+        for r in caplog.records
+        if (m := re.search(r"memory budget full; (\d+) consumed records held", r.getMessage()))
+    ]
+    assert held_counts and max(held_counts) >= 100, held_counts
     storage = storage_from_config(parse({**raw, **_s3(s3_endpoint, s3_bucket)}, environ={}))
     lines = archived_lines(storage, "topics", topic)
     assert check_exactly_once(map(str, range(n)), ids_of(lines)).ok
