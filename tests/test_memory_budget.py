@@ -245,6 +245,23 @@ def test_budget_holds_within_a_consumed_batch(
                 )
                 assert held.value("records_committed_total") == 0
                 assert gate.held > 0
+
+                # nothing committed: committed_lag counts every offset, pending commits and
+                # open files alike; consumer_lag what was not consumed (held records included)
+                def lags(s: Scrape, name: str) -> dict[int, float]:
+                    return {int(p): v for p, v in s.by(name, "partition", topic=topic).items()}
+
+                per_p = n // parts
+                lagged = wait_for(
+                    "committed_lag of the held partitions",
+                    run.scrape,
+                    lambda s: lags(s, "committed_lag") == {p: per_p for p in range(parts)},
+                    timeout=10,
+                )
+                assert lags(lagged, "consumer_lag") == {
+                    p: per_p - lagged.value("records_consumed_total", partition=str(p))
+                    for p in range(parts)
+                }
                 gated_peak = sampler.peak
                 gate.open()
                 wait_for(
