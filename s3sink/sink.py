@@ -72,8 +72,14 @@ _ARCHIVED_INTERVAL_S = 0.1
 #: most 1/SLICE_SHARE of it (times the encoded/raw size ratio of the format), whatever
 #: consume.batch.size; a batch that fits the room (the common case) is appended whole.
 SLICE_SHARE = 16
-#: consume() timeout while records are held: commits free memory in milliseconds.
-_HELD_POLL_S = 0.02
+#: While records are held the loop waits for commits to free memory in steps of this, without
+#: consuming; only a wait longer than PAUSE_AFTER_S pauses the partitions (then consume() keeps
+#: serving the group with this timeout). A pause and resume costs librdkafka up to a second
+#: before the partition is fetched again, far longer than a commit usually takes.
+_HELD_POLL_S = 0.005
+#: How long the budget stays full (records held) or the pending commits above half of it
+#: (uploads behind) before the partitions are paused.
+PAUSE_AFTER_S = 0.5
 
 
 def storage_from_config(config: SinkConfig, metrics: Metrics | None = None) -> Storage:
@@ -251,6 +257,9 @@ class Sink:
         #: Consumed messages (records and events, in consume order) of partitions that had no
         #: room in the budget: appended before anything consumed later for the partition.
         self._held: dict[tuple[str, int], list[Any]] = {}
+        #: Since when records are held / the pending commits are above half the budget.
+        self._held_since: float | None = None
+        self._behind_since: float | None = None
         #: A Kafka client error that stops the sink (bad credentials, untrusted certificate).
         self._client_error: str | None = None
         self._log_storage: Storage = CountingLogStorage(self.storage, self.metrics)
@@ -377,8 +386,7 @@ class Sink:
         cfg = self.config
         while not self._stop.is_set():
             self.last_loop = self.clock.monotonic()
-            timeout = _HELD_POLL_S if self._held else 0.2
-            msgs = consumer.consume(num_messages=cfg.consume_batch_size, timeout=timeout)
+            msgs = self._consume(consumer, cfg.consume_batch_size)
             if self._client_error is not None:
                 raise FatalError(self._client_error)
             if self._held:
@@ -399,6 +407,30 @@ class Sink:
                 return
             if progress is not None and self._catchup:
                 progress(*self._catchup_progress())
+
+    def _consume(self, consumer: Any, batch_size: int) -> Sequence[Any]:
+        """The next batch; while records are held (the budget full), none for a while: wait
+        for commits to free memory, then pause the partitions holding records (see
+        :data:`PAUSE_AFTER_S`) and go on consuming to serve the group."""
+        if not self._held:
+            self._held_since = None
+            return consumer.consume(num_messages=batch_size, timeout=0.2)  # type: ignore[no-any-return]
+        now = self.clock.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        if now - self._held_since < PAUSE_AFTER_S:
+            self.clock.sleep(_HELD_POLL_S)
+            return ()
+        to_pause = [k for k in self._held if k not in self.state.paused]
+        if to_pause:
+            consumer.pause([TopicPartition(*k) for k in to_pause])
+            self.state.paused.update(to_pause)
+            log.info(
+                "memory budget full for %.1f s; paused %d partitions",
+                now - self._held_since,
+                len(to_pause),
+            )
+        return consumer.consume(num_messages=batch_size, timeout=_HELD_POLL_S * 4)  # type: ignore[no-any-return]
 
     def _dispatch(self, msgs: Sequence[Any]) -> None:
         groups, failed = split_messages(msgs)
@@ -474,18 +506,15 @@ class Sink:
             w.fail(exc)
 
     def _hold(self, key: tuple[str, int], ms: Sequence[Any]) -> None:
-        """No room in the budget: keep the rest of the batch for later and pause the partition
-        (librdkafka drops what it fetched for it and fetches again from after the batch on
-        resume); :meth:`_enforce_memory` resumes it once commits have freed memory."""
+        """No room in the budget: keep the rest of the batch until commits free memory
+        (:meth:`_consume` waits for them; a partition paused meanwhile is fetched again from
+        after the batch on resume, :meth:`_enforce_memory` resumes it)."""
         self._held[key] = list(ms)
-        if key not in self.state.paused:
-            self._consumer.pause([TopicPartition(*key)])
-            self.state.paused.add(key)
-            log.info(
-                "%s: memory budget full; %d consumed records held until commits free memory",
-                PartitionName(*key),
-                len(ms),
-            )
+        log.info(
+            "%s: memory budget full; %d consumed records held until commits free memory",
+            PartitionName(*key),
+            len(ms),
+        )
 
     def _kafka_error(self, m: Any, err: Any) -> None:
         code = err.code()
@@ -649,7 +678,12 @@ class Sink:
         # back-pressure: uploads fall behind -> pause consumption until they catch up
         consumer = self._consumer
         active = [k for k, w in self.state.writers.items() if w.status is WriterStatus.ACTIVE]
-        if pending > budget // 2:
+        now = self.clock.monotonic()
+        if pending <= budget // 2:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+        if self._behind_since is not None and now - self._behind_since >= PAUSE_AFTER_S:
             to_pause = [k for k in active if k not in self.state.paused]
             if to_pause:
                 consumer.pause([TopicPartition(t, p) for t, p in to_pause])
