@@ -510,7 +510,7 @@ class Sink:
         (:meth:`_consume` waits for them; a partition paused meanwhile is fetched again from
         after the batch on resume, :meth:`_enforce_memory` resumes it)."""
         self._held[key] = list(ms)
-        log.info(
+        log.debug(
             "%s: memory budget full; %d consumed records held until commits free memory",
             PartitionName(*key),
             len(ms),

@@ -188,7 +188,7 @@ def test_budget_holds_within_a_consumed_batch(
     partitions are taken over, so nothing buffered can be freed: the sink must stop taking
     records in the middle of a batch. The buffered bytes never pass the budget by more than
     :data:`MARGIN`; once S3 answers, every record is archived exactly once."""
-    caplog.set_level(logging.INFO, logger="s3sink.sink")
+    caplog.set_level(logging.DEBUG, logger="s3sink.sink")
     parts, n = 2, 3000
     pad = "x" * 1000
     topic = create_topic(kafka_bootstrap, parts)
