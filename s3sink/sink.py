@@ -603,7 +603,7 @@ class Sink:
             return
         self._archived_due = now + _ARCHIVED_INTERVAL_S
         for key, w in self.state.writers.items():
-            if w.status is not WriterStatus.ACTIVE or w.files or w._pending_bad:
+            if w.status is not WriterStatus.ACTIVE or w.holds_records():
                 continue
             if key in self._held:
                 continue

@@ -119,6 +119,10 @@ class PartitionWriter:
         self.epoch = plog.latest.epoch if plog.latest else 0
 
     # -- accounting --------------------------------------------------------------------------
+    def holds_records(self) -> bool:
+        """Whether records wait here uncommitted: open files, or bad records not yet written."""
+        return bool(self.files or self._pending_bad)
+
     def memory(self) -> int:
         return sum(f.memory() for f in self.files.values())
 
