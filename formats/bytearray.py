@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from formats.base import FileStats, OutputStream, RecordWriter
-from formats.compression import EXTENSIONS, Compressor
+from formats.compression import EXTENSIONS, Compressor, sync_every
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -22,6 +22,7 @@ class ByteArrayFormat:
         self._level = config.s3_compression_level
         self._sep = config.format_bytearray_separator
         self._ext = config.format_bytearray_extension
+        self._sync = sync_every(config.file_max_bytes)
 
     def extension(self) -> str:
         return self._ext + EXTENSIONS[self._codec]
@@ -30,7 +31,7 @@ class ByteArrayFormat:
         return False
 
     def open(self, out: OutputStream) -> RecordWriter:
-        return ByteArrayWriter(Compressor(out, self._codec, self._level), self._sep)
+        return ByteArrayWriter(Compressor(out, self._codec, self._level, self._sync), self._sep)
 
 
 class ByteArrayWriter:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from formats import kafka_meta
 from formats.arrow_types import rows_as_json
 from formats.base import FileStats, OutputStream, RecordWriter
-from formats.compression import EXTENSIONS, Compressor
+from formats.compression import EXTENSIONS, Compressor, sync_every
 from formats.decoders.base import META_ENCODING, META_LAZY, META_RAW_OFFSET, META_WRAPPED, meta
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class JsonFormat:
         self._decode = config.value_converter not in RAW_CONVERTERS
         self.metadata = config.store_kafka_metadata
         self.text_key = kafka_meta.key_as_text(config)
+        self._sync = sync_every(config.file_max_bytes)
 
     def extension(self) -> str:
         return ".json" + EXTENSIONS[self._codec]
@@ -70,7 +71,7 @@ class JsonFormat:
         return False
 
     def open(self, out: OutputStream) -> RecordWriter:
-        return JsonLinesWriter(self, Compressor(out, self._codec, self._level))
+        return JsonLinesWriter(self, Compressor(out, self._codec, self._level, self._sync))
 
 
 def _one_line(value: bytes | None) -> bytes:

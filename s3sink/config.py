@@ -420,8 +420,8 @@ class SinkConfig:
     file_max_bytes: int = key(
         "file.max.bytes",
         128 * 1024 * 1024,
-        "Encoded bytes of a file after which it rolls (gzip/zstd json and bytearray: what the "
-        "codec has emitted, so files under ~4 MiB can come out larger by its buffer).",
+        "Encoded bytes of a file after which it rolls (gzip/zstd json and bytearray: the codec "
+        "is flushed every eighth of it, 16 KiB to 1 MiB of input, to know the size).",
         _size,
         group="rotation",
     )
