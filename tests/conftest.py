@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from s3sink.local import KafkaBroker, MinioServer, MotoServer, S3Endpoint
+from tests.rig.observe import Running
 from tests.rig.s3 import create_bucket, endpoint_from_env
 from tests.rig.s3 import s3_client as s3_client_for
 
@@ -99,43 +100,54 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # -- Kafka -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """The rig's own Apache Kafka broker (never an external one), running for the session."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-stack"), die_with_parent=True)
+def _broker(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path_factory.mktemp(name), die_with_parent=True)
     broker.start()
     yield broker
     broker.stop()
+
+
+def _bootstrap(request: pytest.FixtureRequest, env: str, fixture: str) -> str:
+    """``$env`` if set (an external cluster), else the bootstrap of the rig's ``fixture``."""
+    external = os.environ.get(env)
+    if external:
+        return external
+    broker: KafkaBroker = request.getfixturevalue(fixture)
+    return broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """The rig's own Apache Kafka broker (never an external one), running for the session."""
+    yield from _broker(tmp_path_factory, "kafka-stack")
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
     """``bootstrap.servers`` of a real broker: ``$KAFKA_BOOTSTRAP_SERVERS`` or the rig's own."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        return external
-    broker: KafkaBroker = request.getfixturevalue("kafka_broker")
-    return broker.bootstrap
+    return _bootstrap(request, "KAFKA_BOOTSTRAP_SERVERS", "kafka_broker")
 
 
 @pytest.fixture(scope="session")
 def second_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """A second broker of the rig (another cluster), running for the rest of the session."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-second"), die_with_parent=True)
-    broker.start()
-    yield broker
-    broker.stop()
+    yield from _broker(tmp_path_factory, "kafka-second")
 
 
 @pytest.fixture(scope="session")
 def second_bootstrap(request: pytest.FixtureRequest) -> str:
     """``bootstrap.servers`` of another cluster: ``$KAFKA_SECOND_BOOTSTRAP_SERVERS`` or the
     rig's second broker."""
-    external = os.environ.get("KAFKA_SECOND_BOOTSTRAP_SERVERS")
-    if external:
-        return external
-    broker: KafkaBroker = request.getfixturevalue("second_broker")
-    return broker.bootstrap
+    return _bootstrap(request, "KAFKA_SECOND_BOOTSTRAP_SERVERS", "second_broker")
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    """Sinks a test starts with :class:`tests.rig.observe.Running`: closed after it."""
+    started: list[Running] = []
+    yield started
+    for r in started:
+        r.close()
 
 
 # -- S3 --------------------------------------------------------------------------------------

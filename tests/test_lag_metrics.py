@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from s3sink.config import parse
 from s3sink.sink import storage_from_config
 from tests.rig.archive import archived_lines, check_exactly_once, ids_of, markers
 from tests.rig.kafka import create_topic, end_offsets, unique_name
-from tests.rig.observe import Scrape, listen_address, wait_for
+from tests.rig.observe import Running, Scrape, listen_address, wait_for
 from tests.rig.s3 import S3Endpoint
-from tests.test_metrics import Running, _s3
+from tests.test_metrics import _s3
 
 PARTITIONS = 2
 #: Records per file (per partition): the first roll happens in the second committed batch.
@@ -64,14 +62,6 @@ class Transactions:
             self.committed.extend(ids)
         else:
             self.producer.abort_transaction(30)
-
-
-@pytest.fixture
-def running() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for r in started:
-        r.close()
 
 
 def _lags(s: Scrape, name: str, topic: str) -> dict[int, float]:

@@ -12,13 +12,12 @@ import time
 import pytest
 
 from s3sink.config import SinkConfig, parse
-from s3sink.http import start_http
 from s3sink.memory import configure_arrow_memory, files_budget, prefetch_config
 from s3sink.sink import SLICE_SHARE, Sink, consumer_config, storage_from_config
 from tests.rig.archive import archived_lines, check_exactly_once, ids_of
 from tests.rig.faultproxy import FaultProxy
 from tests.rig.kafka import create_topic, produce_n, unique_name
-from tests.rig.observe import Scrape, listen_address, scrape, wait_for
+from tests.rig.observe import Running, Scrape, listen_address, wait_for
 from tests.rig.s3 import S3Endpoint
 from tests.test_lifecycle import S3Gate
 from tests.test_metrics import _s3
@@ -101,41 +100,6 @@ class GateOnReady(Sink):
         if ready:
             self.gate.close()
         super()._set_ready(ready)
-
-
-class Running:
-    """``sink.run()`` in a thread with the HTTP listener (as ``s3sink run`` serves it)."""
-
-    def __init__(self, cfg: SinkConfig, sink: Sink) -> None:
-        self.sink = sink
-        self.listen = cfg.http_listen
-        self.server = start_http(cfg.http_listen, sink)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="sink-under-test", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.sink.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def scrape(self) -> Scrape:
-        return scrape(self.listen)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self.sink.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the sink did not stop"
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.sink.abandon()
-            self.thread.join(30)
-        if self.server is not None:
-            self.server.shutdown()
 
 
 class BufferedSampler:

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import collections
 import json
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from s3sink.clock import SystemClock
 from s3sink.commitlog import PartitionLog
-from s3sink.config import SinkConfig, parse
+from s3sink.config import parse
 from s3sink.errors import ConflictError
-from s3sink.http import start_http
 from s3sink.metrics import CountingLogStorage, Metrics
 from s3sink.metrics import parse as parse_metrics
-from s3sink.sink import Sink, storage_from_config
-from s3sink.storage.base import Storage
+from s3sink.sink import storage_from_config
 from s3sink.storage.memory import MemoryStorage
 from s3sink.storage.retry import RetryPolicy
 from s3sink.storage.s3 import S3Credentials, S3Storage
@@ -34,7 +30,7 @@ from s3sink.verify import verify
 from tests.rig.archive import archived_lines, check_exactly_once, ids_of, markers, read_lines
 from tests.rig.faultproxy import FaultProxy, ProxiedRequest
 from tests.rig.kafka import consume, create_topic, end_offsets, produce_n, unique_name
-from tests.rig.observe import Scrape, get, listen_address, scrape, wait_for
+from tests.rig.observe import Running, Scrape, get, listen_address, wait_for
 from tests.rig.s3 import S3Endpoint
 from tests.rig.tapproxy import TapProxy
 from tests.test_lifecycle import S3Gate
@@ -68,49 +64,6 @@ def _s3(endpoint: S3Endpoint, bucket: str, url: str | None = None) -> dict[str, 
         "aws.access.key.id": endpoint.access_key,
         "aws.secret.access.key": endpoint.secret_key,
     }
-
-
-class Running:
-    """``Sink.run()`` in a thread with the HTTP listener, as ``s3sink run`` serves it."""
-
-    def __init__(self, cfg: SinkConfig, storage: Storage | None = None) -> None:
-        self.sink = Sink(cfg, storage=storage)
-        self.listen = cfg.http_listen
-        self.server = start_http(cfg.http_listen, self.sink)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="sink-under-test", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.sink.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def scrape(self) -> Scrape:
-        return scrape(self.listen)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self.sink.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the sink did not stop"
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.sink.abandon()
-            self.thread.join(30)
-        if self.server is not None:
-            self.server.shutdown()
-
-
-@pytest.fixture
-def running() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for r in started:
-        r.close()
 
 
 def test_metrics_match_what_was_produced_and_written(

@@ -618,20 +618,10 @@ def test_json_and_bytearray_archives_restore_values(
         }
 
 
-def _restore_cmd(cfg_path: Path, target: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "s3sink",
-        "restore",
-        "-c",
-        str(cfg_path),
-        "--to-topic",
-        target,
-        "--transaction-records",
-        "250",
-        "--no-progress",
-    ]
+def restore_cmd(cfg_path: Path, target: str, *args: str) -> list[str]:
+    """``python -m s3sink restore -c CFG --to-topic TARGET ARGS...``."""
+    base = [sys.executable, "-m", "s3sink", "restore", "-c", str(cfg_path), "--to-topic", target]
+    return [*base, *args]
 
 
 def sigkill_after_writes(
@@ -686,7 +676,7 @@ def test_kill9_during_restore_neither_loses_nor_repeats(
     }.items()))  # fmt: skip
     target = create_topic(kafka_bootstrap, 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3SINK_")}
-    cmd = _restore_cmd(props, target)
+    cmd = restore_cmd(props, target, "--transaction-records", "250", "--no-progress")
 
     # 1. killed inside a transaction: its records are in the log, uncommitted
     run = subprocess.run(
@@ -743,7 +733,8 @@ def test_kill9_during_json_restore_resumes_at_a_commit(
     }.items()))  # fmt: skip
     target = create_topic(kafka_bootstrap, 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3SINK_")}
-    cmd = _restore_cmd(props, target)  # --transaction-records 250: one commit a transaction
+    # --transaction-records 250: one commit a transaction
+    cmd = restore_cmd(props, target, "--transaction-records", "250", "--no-progress")
 
     def whole_commits() -> dict[int, int]:
         """Records per target partition; each a prefix of its source partition's values ending

@@ -19,7 +19,6 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from tests.test_restore import (
     murmur2,
     produce_varied,
     read_committed,
+    restore_cmd,
     sink_config,
 )
 
@@ -97,24 +97,10 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("S3SINK_")}
 
 
-def _cmd(props: Path, target: str, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "s3sink",
-        "restore",
-        "-c",
-        str(props),
-        "--to-topic",
-        target,
-        *args,
-    ]
-
-
 def restore_cli(props: Path, target: str, *args: str) -> tuple[str, str]:
     """Run the restore to its end: (stdout, stderr); it must exit 0."""
     run = subprocess.run(
-        _cmd(props, target, *args),
+        restore_cmd(props, target, *args),
         env=_env(),
         capture_output=True,
         text=True,
@@ -309,7 +295,9 @@ def test_sigterm_stops_between_transactions_and_a_rerun_completes(
     """Log lines show the progress on a non-terminal; SIGTERM mid-restore stops after the
     current transaction (exit 0, "rerun to continue"); the rerun finishes: each record once."""
     target = create_topic(kafka_bootstrap, PARTITIONS)
-    cmd = _cmd(backup.props, target, "--transaction-records", "5", "--progress-interval", "0")
+    cmd = restore_cmd(
+        backup.props, target, "--transaction-records", "5", "--progress-interval", "0"
+    )
     proc = subprocess.Popen(
         cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -7,15 +7,22 @@ series whose labels include the given ones); :func:`get` answers ``(status, body
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from s3sink.http import start_http
 from s3sink.local.process import free_port
 from s3sink.metrics import Sample, parse
+
+if TYPE_CHECKING:
+    from s3sink.config import SinkConfig
+    from s3sink.sink import Sink
+    from s3sink.storage.base import Storage
 
 __all__ = ["Scrape", "get", "listen_address", "scrape", "wait_for"]
 
@@ -84,3 +91,43 @@ def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not after {timeout:.0f} s; last: {last!r}"[:2000])
         time.sleep(0.2)
+
+
+class Running:
+    """``sink.run()`` in a thread with the HTTP listener (as ``s3sink run`` serves it): a new
+    :class:`~s3sink.sink.Sink` of ``cfg`` (on ``storage`` if given), or ``sink`` itself."""
+
+    def __init__(
+        self, cfg: SinkConfig, storage: Storage | None = None, *, sink: Sink | None = None
+    ) -> None:
+        from s3sink.sink import Sink
+
+        self.sink = sink if sink is not None else Sink(cfg, storage=storage)
+        self.listen = cfg.http_listen
+        self.server = start_http(cfg.http_listen, self.sink)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sink-under-test", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sink.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def scrape(self) -> Scrape:
+        return scrape(self.listen)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.sink.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the sink did not stop"
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.sink.abandon()
+            self.thread.join(30)
+        if self.server is not None:
+            self.server.shutdown()
