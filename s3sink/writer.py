@@ -310,12 +310,11 @@ class PartitionWriter:
         window = values[i:j]
         if None in window:
             window = [v or b"" for v in window]
-        sizes = list(accumulate(map(len, window)))  # type: ignore[arg-type]
-        if not sizes:
-            return j, 0
+        total = sum(map(len, window))  # type: ignore[arg-type]
         enc, raw = self._bytes_ratio
-        if sizes[-1] * enc < room * raw:
-            return j, sizes[-1]
+        if total * enc < room * raw or not window:  # the common case: no cut, no per-record list
+            return j, total
+        sizes = list(accumulate(map(len, window)))  # type: ignore[arg-type]
         k = max(1, bisect_left(sizes, room * raw, key=lambda s: s * enc) + 1)
         return i + k, sizes[k - 1]
 
